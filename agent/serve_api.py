@@ -1,0 +1,116 @@
+"""A small client for Ray Serve's REST API on the dashboard (no Ray import).
+
+PUT replaces the whole declarative config, so callers always send every application.
+When Ray's token auth is on, requests carry the cluster's token as a bearer header.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from serve.serve_config import ClusterResources
+
+DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
+APPLICATIONS_PATH = "/api/serve/applications/"
+
+
+class ServeAPIError(Exception):
+    """Serve's REST API refused or could not be reached; the message says which and why."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def ray_auth_token(explicit: str | None = None) -> str | None:
+    """The cluster token, from the argument, RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray."""
+    if explicit:
+        return explicit.strip()
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+class ServeAPI:
+    def __init__(
+        self,
+        dashboard: str = DEFAULT_DASHBOARD,
+        token: str | None = None,
+        timeout_s: float = 15.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.dashboard = dashboard.rstrip("/")
+        token = ray_auth_token(token)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.AsyncClient(
+            base_url=self.dashboard, headers=headers, timeout=timeout_s, transport=transport
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> ServeAPI:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ServeAPIError(
+                f"Ray dashboard at {self.dashboard} did not answer {method} {path}: {exc!r};"
+                " is Ray running, and is the dashboard address right?"
+            ) from exc
+        if response.status_code in (401, 403):
+            raise ServeAPIError(
+                f"Ray dashboard refused {method} {path} ({response.status_code}):"
+                f" {response.text.strip()[:200]}; set RAY_AUTH_TOKEN to the cluster's token",
+                response.status_code,
+            )
+        if response.status_code >= 400:
+            raise ServeAPIError(
+                f"Serve REST {method} {path} failed ({response.status_code}):"
+                f" {response.text.strip()[:2000]}",
+                response.status_code,
+            )
+        return response
+
+    async def get_applications(self) -> dict[str, Any]:
+        """Serve's status document: applications, deployments, replicas, messages."""
+        return (await self._request("GET", APPLICATIONS_PATH)).json()
+
+    async def put_applications(self, config: dict[str, Any]) -> None:
+        await self._request("PUT", APPLICATIONS_PATH, json=config)
+
+    async def delete_applications(self) -> None:
+        await self._request("DELETE", APPLICATIONS_PATH)
+
+    async def cluster_resources(self) -> ClusterResources:
+        """Total resources of the cluster's alive nodes, from the dashboard's node list."""
+        body = (await self._request("GET", "/nodes", params={"view": "summary"})).json()
+        totals: dict[str, float] = {}
+        for node in body.get("data", {}).get("summary", []):
+            raylet = node.get("raylet", {})
+            if raylet.get("state", "ALIVE") != "ALIVE":
+                continue
+            for name, amount in (raylet.get("resourcesTotal") or {}).items():
+                totals[name] = totals.get(name, 0.0) + float(amount)
+        custom = {
+            k: v
+            for k, v in totals.items()
+            if k not in ("CPU", "GPU", "memory", "object_store_memory", "objectStoreMemory")
+            and not k.startswith(("node:", "accelerator_type:"))
+        }
+        return ClusterResources(
+            cpus=totals.get("CPU", 0.0), gpus=totals.get("GPU", 0.0), custom=custom
+        )

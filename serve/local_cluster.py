@@ -1,0 +1,232 @@
+"""Start and stop a single-machine Ray head node on loopback, with its own ports.
+
+Used by `make demo` and by the tests. It drives the `ray` command rather than importing Ray,
+so the node outlives no one: `stop()` ends every process the node started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+# Ray resolves 127.0.0.1 to the host's external address and binds its servers to all
+# interfaces unless it thinks it runs a single-machine cluster; this keeps it on loopback.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+PORT_NAMES = (
+    "gcs",
+    "dashboard",
+    "serve_http",
+    "client_server",
+    "node_manager",
+    "object_manager",
+    "metrics_export",
+    "dashboard_agent_listen",
+    "dashboard_agent_grpc",
+    "runtime_env_agent",
+)
+WORKER_PORTS = 200
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _range_is_free(start: int, count: int) -> bool:
+    for port in range(start, start + count):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def free_port_range(count: int, low: int = 20000, high: int = 30000) -> int:
+    """First port of `count` consecutive free ports (random start, checked)."""
+    import random
+
+    for _ in range(50):
+        start = random.randrange(low, high - count)
+        if _range_is_free(start, count):
+            return start
+    raise RuntimeError(f"no {count} consecutive free ports between {low} and {high}")
+
+
+@dataclass
+class LocalCluster:
+    """A Ray head node bound to 127.0.0.1. `ports` are chosen free unless given."""
+
+    num_cpus: float = 4
+    num_gpus: float = 0
+    resources: dict[str, float] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    temp_dir: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    log_file: Path | None = None
+    process: subprocess.Popen | None = None
+
+    def __post_init__(self) -> None:
+        for name in PORT_NAMES:
+            self.ports.setdefault(name, free_port())
+        self.ports.setdefault("worker_min", free_port_range(WORKER_PORTS))
+        if self.temp_dir is None:
+            # Short path: Ray puts unix sockets under it (107-byte limit).
+            self.temp_dir = Path(tempfile.mkdtemp(prefix="tsray-", dir="/tmp"))
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['dashboard']}"
+
+    @property
+    def serve_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['serve_http']}"
+
+    @property
+    def gcs_address(self) -> str:
+        return f"127.0.0.1:{self.ports['gcs']}"
+
+    def command(self) -> list[str]:
+        p = self.ports
+        ray = str(Path(sys.executable).with_name("ray"))
+        cmd = [
+            ray if Path(ray).exists() else "ray",
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={p['gcs']}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={p['dashboard']}",
+            f"--ray-client-server-port={p['client_server']}",
+            f"--node-manager-port={p['node_manager']}",
+            f"--object-manager-port={p['object_manager']}",
+            f"--metrics-export-port={p['metrics_export']}",
+            f"--dashboard-agent-listen-port={p['dashboard_agent_listen']}",
+            f"--dashboard-agent-grpc-port={p['dashboard_agent_grpc']}",
+            f"--runtime-env-agent-port={p['runtime_env_agent']}",
+            f"--min-worker-port={p['worker_min']}",
+            f"--max-worker-port={p['worker_min'] + WORKER_PORTS - 1}",
+            f"--num-cpus={self.num_cpus:g}",
+            f"--num-gpus={self.num_gpus:g}",
+            f"--temp-dir={self.temp_dir}",
+            "--disable-usage-stats",
+        ]
+        if self.resources:
+            import json
+
+            cmd.append(f"--resources={json.dumps(self.resources)}")
+        return cmd
+
+    def start(self, timeout_s: float = 90.0) -> LocalCluster:
+        env = {**os.environ, **LOOPBACK_ENV, **self.env}
+        # Replicas must import trackside's packages; the venv's editable install provides
+        # them, and PYTHONPATH covers a plain checkout.
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        if self.log_file:
+            with open(self.log_file, "ab") as out:  # the child keeps its own descriptor
+                self.process = subprocess.Popen(
+                    self.command(),
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        else:
+            self.process = subprocess.Popen(
+                self.command(),
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"ray start exited with {self.process.returncode}"
+                    + (f"; see {self.log_file}" if self.log_file else "")
+                )
+            try:
+                r = httpx.get(f"{self.dashboard_url}/api/serve/applications/", timeout=2)
+                if r.status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"Ray dashboard did not come up on {self.dashboard_url}")
+
+    def processes(self) -> list[psutil.Process]:
+        """Every live process of this node: descendants of `ray start`, and any process whose
+        command line names this node's temp dir (workers re-parented after a crash)."""
+        found: dict[int, psutil.Process] = {}
+        if self.process is not None:
+            try:
+                root = psutil.Process(self.process.pid)
+                found[root.pid] = root
+                for child in root.children(recursive=True):
+                    found[child.pid] = child
+            except psutil.NoSuchProcess:
+                pass
+        marker = str(self.temp_dir)
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                if any(marker in part for part in proc.info["cmdline"] or []):
+                    found.setdefault(proc.pid, proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return list(found.values())
+
+    def listening_addresses(self) -> list[tuple[str, int, str]]:
+        """(ip, port, process name) of every listening TCP socket of this node."""
+        pids = {p.pid: p for p in self.processes()}
+        out = []
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.pid in pids:
+                try:
+                    name = pids[conn.pid].name()
+                except psutil.NoSuchProcess:
+                    continue
+                out.append((conn.laddr.ip, conn.laddr.port, name))
+        return out
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        procs = self.processes()
+        for proc in procs:
+            try:
+                proc.send_signal(signal.SIGTERM)
+            except psutil.NoSuchProcess:
+                continue
+        _, alive = psutil.wait_procs(procs, timeout=grace_s)
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                continue
+        psutil.wait_procs(alive, timeout=5)
+        if self.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=5)
+        if self.temp_dir is not None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

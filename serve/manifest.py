@@ -1,0 +1,60 @@
+"""The manifest of one model version: the typed contract between the store, Serve and the agent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST_FILE = "manifest.json"
+REFERENCE_FILE = "reference.parquet"
+SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSchema(_Strict):
+    """What one request row must look like: `len(features)` finite numbers of `dtype`."""
+
+    tensor: str = Field(description="name of the ONNX graph input")
+    features: list[str]
+    dtype: Literal["float32", "float64", "int64"] = "float32"
+    shape: list[int | None] = Field(description="tensor shape, None for the batch dimension")
+
+
+class OutputSchema(_Strict):
+    kind: Literal["classification", "regression"] = "classification"
+    label_tensor: str = "label"
+    probabilities_tensor: str | None = "probabilities"
+    classes: list[int | str] = Field(default_factory=list)
+
+
+class Provenance(_Strict):
+    script: str | None = None
+    git_commit: str | None = None
+    packages: dict[str, str] = Field(default_factory=dict)
+    python: str | None = None
+    host: str | None = None
+
+
+class Manifest(_Strict):
+    schema_version: int = SCHEMA_VERSION
+    model: str
+    version: str
+    framework: Literal["onnx"] = "onnx"
+    artifact: str = Field(description="file name of the artifact inside the version folder")
+    sha256: str
+    size_bytes: int
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    input: InputSchema
+    output: OutputSchema
+    metrics: dict[str, float] = Field(default_factory=dict, description="offline metrics")
+    reference: str | None = REFERENCE_FILE
+    reference_rows: int = 0
+    provenance: Provenance = Field(default_factory=Provenance)
+    # Pickled artifacts run code on load: refused unless a manifest explicitly opts in,
+    # and no runtime for them exists yet, so the flag is recorded but never honoured.
+    allow_pickle: bool = False

@@ -1,0 +1,140 @@
+"""A model's TOML config (`configs/models/<model>.toml`), parsed into typed options.
+
+Every setting has a default that works on one small machine; per-version tables override
+the `[defaults]` table key by key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from serve.names import check_name, check_version
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the setting."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AutoscalingOptions(_Strict):
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(2, ge=1)
+    initial_replicas: int | None = Field(None, ge=0)
+    target_ongoing_requests: float = Field(16, gt=0)
+    upscale_delay_s: float = Field(10, ge=0)
+    downscale_delay_s: float = Field(120, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingOptions:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+
+class VersionOptions(_Strict):
+    """How one version's replicas run. Defaults are chosen for small CPU models."""
+
+    accelerator: Literal["auto", "gpu", "cpu"] = "auto"
+    # GPUs per replica when the version runs on GPU (fractions share one device).
+    num_gpus: float = Field(0.5, gt=0, le=8)
+    # Small replicas on small hosts: Serve's default of 1 CPU each fills 2 cores at once.
+    num_cpus: float = Field(0.25, gt=0)
+    num_replicas: int | None = Field(None, ge=1, description="fixed count; disables autoscaling")
+    autoscaling: AutoscalingOptions = Field(default_factory=AutoscalingOptions)
+    # Serve's default of 5 throttled a tiny model to ~60 rps against ~170 rps at 64, and a
+    # replica must hold at least max_batch_size requests for batches to fill.
+    max_ongoing_requests: int = Field(64, ge=1)
+    max_batch_size: int = Field(32, ge=1, le=1024)
+    batch_wait_timeout_s: float = Field(0.005, ge=0, le=1)
+    # The longest request we expect; graceful shutdown must outlast it or in-flight
+    # requests fail with 500 while a replica stops.
+    request_timeout_s: float = Field(10, gt=0)
+    graceful_shutdown_timeout_s: float = Field(30, gt=0)
+    # None = 25% on GPU (no capacity dip while GPU replicas restart), 0 on CPU.
+    max_surge_percent: int | None = Field(None, ge=0, le=100)
+    max_rows_per_request: int = Field(1024, ge=1)
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    # Custom Ray resources, e.g. {"host_a" = 0.01} to pin replicas to one host.
+    resources: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _shutdown_outlasts_requests(self) -> VersionOptions:
+        if self.graceful_shutdown_timeout_s <= self.request_timeout_s:
+            raise ValueError(
+                "graceful_shutdown_timeout_s must exceed request_timeout_s, or requests in"
+                " flight fail while a replica stops"
+            )
+        if self.max_ongoing_requests < self.max_batch_size:
+            raise ValueError("max_ongoing_requests must be at least max_batch_size")
+        return self
+
+
+class BlessingRule(_Strict):
+    """A candidate may be worse than stable on this offline metric by at most `tolerance`."""
+
+    higher_is_better: bool = True
+    tolerance: float = Field(0.0, ge=0)
+
+
+class RouterOptions(_Strict):
+    sticky_header: str = "x-trackside-key"
+    timeout_s: float = Field(2.0, gt=0, description="answer budget before falling back")
+    num_replicas: int = Field(1, ge=1)
+    num_cpus: float = Field(0.25, gt=0)
+    max_ongoing_requests: int = Field(128, ge=1)
+
+
+class ModelConfig(_Strict):
+    model: str
+    versions: dict[str, VersionOptions]
+    stable: str | None = None
+    router: RouterOptions = Field(default_factory=RouterOptions)
+    blessing: dict[str, BlessingRule] = Field(default_factory=dict)
+
+    def options(self, version: str) -> VersionOptions:
+        if version in self.versions:
+            return self.versions[version]
+        return self.versions.get("*", VersionOptions())
+
+
+def parse_model_config(data: dict[str, Any], source: str = "<config>") -> ModelConfig:
+    try:
+        model = check_name("model", data.get("model", ""))
+        defaults = data.get("defaults", {})
+        if not isinstance(defaults, dict):
+            raise ConfigError(f"{source}: [defaults] must be a table")
+        versions_raw = data.get("versions", {})
+        versions: dict[str, VersionOptions] = {"*": VersionOptions.model_validate(defaults)}
+        for version, overrides in versions_raw.items():
+            check_version(version)
+            merged = {**defaults, **(overrides or {})}
+            if "autoscaling" in defaults and "autoscaling" in (overrides or {}):
+                merged["autoscaling"] = {**defaults["autoscaling"], **overrides["autoscaling"]}
+            versions[version] = VersionOptions.model_validate(merged)
+        rest = {k: v for k, v in data.items() if k not in ("defaults", "versions")}
+        rest["model"] = model
+        return ModelConfig.model_validate({**rest, "versions": versions})
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def load_model_config(path: Path | str) -> ModelConfig:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"model config {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_model_config(data, str(path))

@@ -1,0 +1,55 @@
+"""Names of models and versions: validated once, so no caller can build a path from them."""
+
+from __future__ import annotations
+
+import re
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
+MAX_NAME_LENGTH = 64
+APP_SEPARATOR = "--"
+# "router" names a model's router application, so no version may take it.
+RESERVED_VERSIONS = frozenset({"router"})
+
+
+class InvalidName(ValueError):
+    """A model or version name that is not `[a-z0-9][a-z0-9._-]*`."""
+
+
+def check_name(kind: str, value: str) -> str:
+    """Return `value` if it is a safe model/version name, else raise InvalidName."""
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
+        raise InvalidName(
+            f"{kind} name {value!r} is not allowed: use lower-case letters, digits, '.', '_'"
+            " and '-', starting with a letter or digit"
+        )
+    if len(value) > MAX_NAME_LENGTH or ".." in value or APP_SEPARATOR in value:
+        raise InvalidName(
+            f"{kind} name {value!r} is not allowed: at most {MAX_NAME_LENGTH} characters,"
+            f" no '..' and no {APP_SEPARATOR!r}"
+        )
+    return value
+
+
+def check_version(value: str) -> str:
+    check_name("version", value)
+    if value in RESERVED_VERSIONS:
+        raise InvalidName(f"version name {value!r} is reserved")
+    return value
+
+
+def app_name(model: str, version: str) -> str:
+    """The Serve application name of one model version, e.g. `digits--v2`."""
+    return f"{check_name('model', model)}{APP_SEPARATOR}{check_version(version)}"
+
+
+def router_app_name(model: str) -> str:
+    """The Serve application name of a model's router."""
+    return f"{check_name('model', model)}{APP_SEPARATOR}router"
+
+
+def split_app_name(name: str) -> tuple[str, str] | None:
+    """Inverse of app_name / router_app_name; None for applications trackside does not own."""
+    model, sep, version = name.partition(APP_SEPARATOR)
+    if not sep or not NAME_PATTERN.fullmatch(model) or not NAME_PATTERN.fullmatch(version):
+        return None
+    return model, version

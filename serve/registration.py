@@ -1,0 +1,141 @@
+"""Building a manifest for a new artifact: schemas read from the ONNX graph, provenance."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import onnxruntime as ort
+
+from serve.manifest import InputSchema, OutputSchema, Provenance
+from serve.names import check_name, check_version
+
+# Columns of a reference sample that are not model inputs.
+NON_FEATURE_COLUMNS = ("label", "prediction")
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64"}
+PROVENANCE_PACKAGES = ("trackside", "onnxruntime", "onnx", "skl2onnx", "scikit-learn", "numpy")
+
+
+def reference_columns(reference: Path) -> list[str]:
+    con = duckdb.connect()
+    try:
+        rows = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(reference)]).fetchall()
+    except duckdb.Error as exc:
+        raise ValueError(f"cannot read reference sample {reference}: {exc}") from exc
+    finally:
+        con.close()
+    return [r[0] for r in rows]
+
+
+def reference_row_count(reference: Path) -> int:
+    con = duckdb.connect()
+    try:
+        return con.execute("SELECT count(*) FROM read_parquet(?)", [str(reference)]).fetchone()[0]
+    finally:
+        con.close()
+
+
+def describe_onnx(
+    artifact: Path, feature_names: list[str] | None, classes: list[int | str] | None = None
+) -> tuple[InputSchema, OutputSchema]:
+    """Read input and output schemas from the graph itself, so they cannot disagree with it."""
+    try:
+        session = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ValueError(f"{artifact} is not a loadable ONNX model: {exc}") from exc
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise ValueError(f"{artifact} has {len(inputs)} inputs; trackside serves one-tensor models")
+    tensor = inputs[0]
+    dtype = _ORT_DTYPES.get(tensor.type)
+    if dtype is None:
+        raise ValueError(f"input {tensor.name} has type {tensor.type}; use float32/float64/int64")
+    shape = [d if isinstance(d, int) else None for d in tensor.shape]
+    if len(shape) != 2 or shape[1] is None:
+        raise ValueError(
+            f"input {tensor.name} has shape {tensor.shape}; expected [batch, features]"
+        )
+    n_features = shape[1]
+    if feature_names is None:
+        feature_names = [f"f{i}" for i in range(n_features)]
+    if len(feature_names) != n_features:
+        raise ValueError(
+            f"the reference sample has {len(feature_names)} feature columns, the model takes"
+            f" {n_features}"
+        )
+    outputs = {o.name: o for o in session.get_outputs()}
+    label = "label" if "label" in outputs else next(iter(outputs))
+    probabilities = "probabilities" if "probabilities" in outputs else None
+    kind = "classification" if probabilities else "regression"
+    return (
+        InputSchema(tensor=tensor.name, features=feature_names, dtype=dtype, shape=shape),
+        OutputSchema(
+            kind=kind,
+            label_tensor=label,
+            probabilities_tensor=probabilities,
+            classes=list(classes or []),
+        ),
+    )
+
+
+def _git_commit(cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def collect_provenance(script: str | None = None) -> Provenance:
+    packages = {}
+    for name in PROVENANCE_PACKAGES:
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    script = script or (sys.argv[0] if sys.argv and sys.argv[0] else None)
+    where = Path(script).resolve().parent if script and Path(script).exists() else Path.cwd()
+    return Provenance(
+        script=script,
+        git_commit=_git_commit(where),
+        packages=packages,
+        python=platform.python_version(),
+        host=socket.gethostname(),
+    )
+
+
+def manifest_fields(
+    model: str,
+    version: str,
+    artifact: Path,
+    reference: Path | None,
+    metrics: dict[str, float] | None = None,
+    classes: list[int | str] | None = None,
+    script: str | None = None,
+) -> dict:
+    """Everything of a manifest except what the store computes (sha256, size, file names)."""
+    check_name("model", model)
+    check_version(version)
+    features = None
+    rows = 0
+    if reference is not None:
+        features = [c for c in reference_columns(reference) if c not in NON_FEATURE_COLUMNS]
+        rows = reference_row_count(reference)
+    input_schema, output_schema = describe_onnx(artifact, features, classes)
+    return {
+        "model": model,
+        "version": version,
+        "framework": "onnx",
+        "input": input_schema,
+        "output": output_schema,
+        "metrics": dict(metrics or {}),
+        "reference_rows": rows,
+        "provenance": collect_provenance(script),
+    }

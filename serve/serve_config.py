@@ -1,0 +1,161 @@
+"""The Serve config builder: the one place that knows Ray Serve's declarative config schema.
+
+It turns model configs into the full config that `PUT /api/serve/applications/` takes. A PUT
+removes every application it does not list, so callers always build the whole config.
+No Ray import: the agent (controller role) uses this module too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from serve.model_config import VersionOptions
+from serve.names import app_name
+
+VERSION_IMPORT_PATH = "serve.version_app:build"
+VERSION_DEPLOYMENT = "ModelVersion"
+GPU_MAX_SURGE_PERCENT = 25
+
+
+@dataclass(frozen=True)
+class ClusterResources:
+    """What the cluster has in total (from the dashboard), to resolve `accelerator = auto`."""
+
+    cpus: float = 0.0
+    gpus: float = 0.0
+    custom: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServeTarget:
+    """Settings of the Serve instance the config is for."""
+
+    store_root: Path
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    proxy_location: Literal["EveryNode", "HeadOnly", "Disabled"] = "EveryNode"
+
+
+@dataclass(frozen=True)
+class VersionPlan:
+    """How one version will be placed, and why it may not be schedulable."""
+
+    model: str
+    version: str
+    app: str
+    route_prefix: str
+    device: Literal["gpu", "cpu"]
+    num_gpus: float
+    problem: str | None = None
+
+
+def version_route(model: str, version: str) -> str:
+    return f"/models/{model}/versions/{version}"
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+def plan_version(
+    model: str, version: str, options: VersionOptions, cluster: ClusterResources
+) -> VersionPlan:
+    """Resolve the accelerator and say up front when the cluster cannot place a replica.
+
+    Serve leaves a replica it cannot place DEPLOYING forever; knowing the totals, we can
+    report it at once instead.
+    """
+    wants_gpu = options.accelerator == "gpu" or (
+        options.accelerator == "auto" and cluster.gpus >= options.num_gpus
+    )
+    problem = None
+    if wants_gpu and cluster.gpus < options.num_gpus:
+        has = "none" if cluster.gpus == 0 else _fmt(cluster.gpus)
+        problem = f"unschedulable: needs GPU {_fmt(options.num_gpus)}, cluster has {has}"
+    elif cluster.cpus and options.num_cpus > cluster.cpus:
+        problem = (
+            f"unschedulable: needs CPU {_fmt(options.num_cpus)}, cluster has {_fmt(cluster.cpus)}"
+        )
+    for name, amount in sorted(options.resources.items()):
+        if problem is None and cluster.custom.get(name, 0.0) < amount:
+            problem = f"unschedulable: needs resource {name} {_fmt(amount)}, cluster has none"
+    return VersionPlan(
+        model=model,
+        version=version,
+        app=app_name(model, version),
+        route_prefix=version_route(model, version),
+        device="gpu" if wants_gpu else "cpu",
+        num_gpus=options.num_gpus if wants_gpu else 0.0,
+        problem=problem,
+    )
+
+
+def _scaling(options: VersionOptions) -> dict[str, Any]:
+    if options.num_replicas is not None:
+        return {"num_replicas": options.num_replicas}
+    auto = options.autoscaling
+    config: dict[str, Any] = {
+        "min_replicas": auto.min_replicas,
+        "max_replicas": auto.max_replicas,
+        "target_ongoing_requests": auto.target_ongoing_requests,
+        "upscale_delay_s": auto.upscale_delay_s,
+        "downscale_delay_s": auto.downscale_delay_s,
+    }
+    if auto.initial_replicas is not None:
+        config["initial_replicas"] = auto.initial_replicas
+    return {"autoscaling_config": config}
+
+
+def version_user_config(options: VersionOptions) -> dict[str, Any]:
+    """What a replica can change in place (Serve calls `reconfigure`, no restart)."""
+    return {
+        "max_batch_size": options.max_batch_size,
+        "batch_wait_timeout_s": options.batch_wait_timeout_s,
+    }
+
+
+def version_app_config(
+    plan: VersionPlan, options: VersionOptions, target: ServeTarget
+) -> dict[str, Any]:
+    actor_options: dict[str, Any] = {"num_cpus": options.num_cpus, "num_gpus": plan.num_gpus}
+    if options.resources:
+        actor_options["resources"] = dict(options.resources)
+    surge = options.max_surge_percent
+    if surge is None:
+        surge = GPU_MAX_SURGE_PERCENT if plan.device == "gpu" else 0
+    deployment: dict[str, Any] = {
+        "name": VERSION_DEPLOYMENT,
+        "max_ongoing_requests": options.max_ongoing_requests,
+        "graceful_shutdown_timeout_s": options.graceful_shutdown_timeout_s,
+        "max_surge_percent": surge,
+        "ray_actor_options": actor_options,
+        "user_config": version_user_config(options),
+        **_scaling(options),
+    }
+    return {
+        "name": plan.app,
+        "route_prefix": plan.route_prefix,
+        "import_path": VERSION_IMPORT_PATH,
+        "args": {
+            "store": str(target.store_root),
+            "model": plan.model,
+            "version": plan.version,
+            "max_rows": options.max_rows_per_request,
+            "max_body_bytes": options.max_body_bytes,
+        },
+        "deployments": [deployment],
+    }
+
+
+def build_serve_config(applications: list[dict[str, Any]], target: ServeTarget) -> dict[str, Any]:
+    """The whole declarative config: every application trackside wants to exist."""
+    names = [a["name"] for a in applications]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate application names in {names}")
+    return {
+        "proxy_location": target.proxy_location,
+        "http_options": {"host": target.http_host, "port": target.http_port},
+        "applications": sorted(applications, key=lambda a: a["name"]),
+    }

@@ -1,0 +1,166 @@
+"""The Serve application of one model version: an ONNX Runtime replica with batching.
+
+Deployed through Serve's REST API with `import_path = serve.version_app:build`; the builder in
+serve_config.py supplies the args and every deployment option.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+import ray
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from serve.model_store import ModelStore
+from serve.onnx_model import OnnxModel
+from serve.ray_hardening import bind_replica_grpc_to_node_ip
+from serve.validation import InputError, parse_instances
+
+bind_replica_grpc_to_node_ip()
+
+log = logging.getLogger("ray.serve")
+
+
+def predictions_json(labels: np.ndarray, probabilities: np.ndarray | None) -> list[dict]:
+    """Plain JSON values; float32 → Python float is exact, so replay can compare bits."""
+    out = []
+    for i, label in enumerate(labels.tolist()):
+        row: dict[str, Any] = {"label": label}
+        if probabilities is not None:
+            row["probabilities"] = [float(p) for p in probabilities[i]]
+        out.append(row)
+    return out
+
+
+def error_body(status: int, reason: str, model: str, version: str) -> dict[str, Any]:
+    return {"status": status, "error": reason, "model": model, "version": version}
+
+
+@serve.deployment
+class ModelVersion:
+    def __init__(
+        self, store: str, model: str, version: str, max_rows: int, max_body_bytes: int
+    ) -> None:
+        loaded = ModelStore(store).load(model, version)  # refuses a changed artifact
+        gpu_ids = ray.get_gpu_ids()
+        self.onnx = OnnxModel(loaded.data, loaded.manifest, gpu_assigned=bool(gpu_ids))
+        self.manifest = loaded.manifest
+        self.model = model
+        self.version = version
+        self.max_rows = max_rows
+        self.max_body_bytes = max_body_bytes
+        self.replica = serve.get_replica_context().replica_tag
+        self.gpu_ids = [str(g) for g in gpu_ids]
+        log.info(
+            "loaded %s/%s sha256=%s provider=%s gpus=%s CUDA_VISIBLE_DEVICES=%s",
+            model,
+            version,
+            loaded.manifest.sha256[:12],
+            self.onnx.provider,
+            gpu_ids,
+            os.environ.get("CUDA_VISIBLE_DEVICES"),
+        )
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        self._predict_batch.set_max_batch_size(int(user_config.get("max_batch_size", 32)))
+        self._predict_batch.set_batch_wait_timeout_s(
+            float(user_config.get("batch_wait_timeout_s", 0.005))
+        )
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def _predict_batch(self, arrays: list[np.ndarray]) -> list[list[dict]]:
+        # One session run for every request in the batch, then split back per request.
+        sizes = [len(a) for a in arrays]
+        result = self.onnx.predict(np.concatenate(arrays) if len(arrays) > 1 else arrays[0])
+        out, start = [], 0
+        for n in sizes:
+            probs = (
+                result.probabilities[start : start + n]
+                if result.probabilities is not None
+                else None
+            )
+            out.append(predictions_json(result.labels[start : start + n], probs))
+            start += n
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "sha256": self.manifest.sha256,
+            "provider": self.onnx.provider,
+            "replica": self.replica,
+            "gpu_ids": self.gpu_ids,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        }
+
+    async def infer(self, payload: Any) -> dict[str, Any]:
+        """Predict for a parsed JSON payload. Bad input is an answer (status 4xx), not an error,
+        so callers through a handle (the router) can tell the client's fault from ours."""
+        started = time.perf_counter()
+        try:
+            rows = parse_instances(payload, self.manifest.input, self.max_rows)
+        except InputError as exc:
+            return error_body(exc.status, exc.reason, self.model, self.version)
+        predictions = await self._predict_batch(rows)
+        return {
+            "status": 200,
+            "model": self.model,
+            "version": self.version,
+            "sha256": self.manifest.sha256,
+            "replica": self.replica,
+            "latency_ms": (time.perf_counter() - started) * 1000.0,
+            "predictions": predictions,
+        }
+
+    async def __call__(self, request: Request) -> JSONResponse:
+        if request.method == "GET":
+            return JSONResponse(self.describe())
+        if request.method != "POST":
+            return JSONResponse(
+                error_body(405, "use POST with a JSON body", self.model, self.version), 405
+            )
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return self._too_large(int(declared))
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > self.max_body_bytes:
+                return self._too_large(len(body))
+        if not body:
+            return JSONResponse(
+                error_body(
+                    400, 'empty body: send {"instances": [[...]]}', self.model, self.version
+                ),
+                400,
+            )
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            reason = f"body is not valid JSON: {exc}"
+            return JSONResponse(error_body(400, reason, self.model, self.version), 400)
+        result = await self.infer(payload)
+        return JSONResponse(result, status_code=result["status"])
+
+    def _too_large(self, size: int) -> JSONResponse:
+        reason = f"body of {size} bytes exceeds the limit of {self.max_body_bytes} bytes"
+        return JSONResponse(error_body(413, reason, self.model, self.version), 413)
+
+
+def build(args: dict[str, Any]) -> serve.Application:
+    """Application builder named by the Serve config's import_path."""
+    return ModelVersion.bind(
+        store=args["store"],
+        model=args["model"],
+        version=args["version"],
+        max_rows=int(args.get("max_rows", 1024)),
+        max_body_bytes=int(args.get("max_body_bytes", 1 << 20)),
+    )

@@ -1,0 +1,75 @@
+"""DESIGN.md's import rules, checked on the source: only two kinds of import cross packages."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# serve/ modules with no Ray in them, which the agent may use.
+PURE_SERVE = {
+    "serve.names",
+    "serve.manifest",
+    "serve.model_store",
+    "serve.model_config",
+    "serve.serve_config",
+}
+# The `trackside` dispatcher hands each verb to its package's entry point.
+CLI_ENTRY_POINTS = {"serve.store_cli", "agent.daemon", "agent.cli"}
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
+
+
+@pytest.mark.parametrize("path", modules("agent"), ids=_module_name)
+def test_agent_imports_no_ray_and_only_pure_serve_modules(path):
+    for name in imports_of(path):
+        assert name != "ray" and not name.startswith("ray."), f"{path} imports {name}"
+        if name.startswith("serve.") and name.count(".") == 1:
+            assert name in PURE_SERVE, f"{path} imports {name}, not a pure serve module"
+        assert not name.startswith("console"), f"{path} imports {name}"
+
+
+@pytest.mark.parametrize("path", modules("serve"), ids=_module_name)
+def test_serve_imports_neither_agent_nor_console(path):
+    for name in imports_of(path):
+        assert not name.startswith(("agent", "console")), f"{path} imports {name}"
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.joinpath("serve").glob("*.py")), ids=_module_name)
+def test_pure_serve_modules_stay_pure(path):
+    if _module_name(path) not in PURE_SERVE:
+        return
+    for name in imports_of(path):
+        assert name != "ray" and not name.startswith("ray."), f"{path} imports {name}"
+        if name.startswith("serve.") and name.count(".") == 1:
+            assert name in PURE_SERVE, f"pure {path} imports {name}"
+
+
+@pytest.mark.parametrize("path", modules("console"), ids=_module_name)
+def test_console_reaches_agents_only_through_the_client(path):
+    allowed = {"agent.client"} | (CLI_ENTRY_POINTS if path.name == "cli.py" else set())
+    for name in imports_of(path):
+        assert name != "ray" and not name.startswith("ray."), f"{path} imports {name}"
+        top = ".".join(name.split(".")[:2])
+        if name.startswith(("agent.", "serve.")):
+            assert top in allowed, f"{path} imports {name}"
