@@ -24,6 +24,10 @@ import psutil
 # Ray resolves 127.0.0.1 to the host's external address and binds its servers to all
 # interfaces unless it thinks it runs a single-machine cluster; this keeps it on loopback.
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+# Serve's own throughput mode (user code and the handle router on the replica's event loop,
+# gRPC between deployments): on 2 cores it took the router path at 50 rps from p50 ~160 ms to
+# ~50 ms. Direct ingress stays off: it opens an HTTP server per replica on all interfaces.
+SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
 PORT_NAMES = (
     "gcs",
     "dashboard",
@@ -132,7 +136,7 @@ class LocalCluster:
         return cmd
 
     def start(self, timeout_s: float = 90.0) -> LocalCluster:
-        env = {**os.environ, **LOOPBACK_ENV, **self.env}
+        env = {**os.environ, **LOOPBACK_ENV, **SERVE_ENV, **self.env}
         # Replicas must import trackside's packages; the venv's editable install provides
         # them, and PYTHONPATH covers a plain checkout.
         root = str(Path(__file__).resolve().parent.parent)

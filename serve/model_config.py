@@ -85,10 +85,25 @@ class BlessingRule(_Strict):
 
 class RouterOptions(_Strict):
     sticky_header: str = "x-trackside-key"
-    timeout_s: float = Field(2.0, gt=0, description="answer budget before falling back")
+    # A version that has not answered by then is treated as failed (fallback or 504): a
+    # handle call has no timeout of its own, and calls to a crashed replica wait for its
+    # replacement.
+    timeout_s: float = Field(2.0, gt=0)
+    shadow_timeout_s: float = Field(5.0, gt=0)
     num_replicas: int = Field(1, ge=1)
     num_cpus: float = Field(0.25, gt=0)
-    max_ongoing_requests: int = Field(128, ge=1)
+    max_ongoing_requests: int = Field(256, ge=1)
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    graceful_shutdown_timeout_s: float = Field(20, gt=0)
+    log_requests: bool = True
+    flush_interval_s: float = Field(0.25, gt=0, le=0.25)
+    spool_max_mb: float = Field(256, gt=0)
+
+    @model_validator(mode="after")
+    def _shutdown_outlasts_requests(self) -> RouterOptions:
+        if self.graceful_shutdown_timeout_s <= self.timeout_s + self.shadow_timeout_s:
+            raise ValueError("graceful_shutdown_timeout_s must exceed timeout_s + shadow_timeout_s")
+        return self
 
 
 class ModelConfig(_Strict):

@@ -3,7 +3,9 @@
 Ray Serve 2.60 binds each replica's inter-deployment gRPC server to `[::]:0` (all
 interfaces), hard-coded in ray/serve/_private/replica.py, while every other Ray server binds to
 the node's IP. Other nodes reach a replica through its node IP, so binding there loses nothing
-and keeps a loopback test cluster on loopback. Imported by the Ray-side modules only.
+and keeps a loopback test cluster on loopback. Each deployment calls it first thing in its
+constructor, which Serve runs before it starts that server (a module-level call is not
+enough: Serve pickles deployment classes by value, so their module may never be imported).
 """
 
 from __future__ import annotations

@@ -11,11 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from serve.model_config import VersionOptions
-from serve.names import app_name
+from serve.model_config import RouterOptions, VersionOptions
+from serve.names import app_name, router_app_name
+from serve.routing_table import RoutingTable
 
 VERSION_IMPORT_PATH = "serve.version_app:build"
 VERSION_DEPLOYMENT = "ModelVersion"
+ROUTER_IMPORT_PATH = "serve.router_app:build"
+ROUTER_DEPLOYMENT = "Router"
+TABLE_DEPLOYMENT = "RoutingTableHolder"
 GPU_MAX_SURGE_PERCENT = 25
 
 
@@ -146,6 +150,61 @@ def version_app_config(
             "max_body_bytes": options.max_body_bytes,
         },
         "deployments": [deployment],
+    }
+
+
+def model_route(model: str) -> str:
+    return f"/models/{model}"
+
+
+def router_app_config(
+    model: str,
+    table: RoutingTable,
+    options: RouterOptions,
+    spool_dir: Path | None,
+    replay_token_sha256: str | None = None,
+    name: str | None = None,
+    route_prefix: str | None = None,
+) -> dict[str, Any]:
+    """The router application of one model.
+
+    The table lives in the user_config of a one-replica deployment: a PUT that changes only
+    it reconfigures that replica in place, and every router replica long-polls it.
+    Only a hash of the replay token goes here: Serve shows user_config to dashboard readers.
+    """
+    router_settings: dict[str, Any] = {
+        "timeout_s": options.timeout_s,
+        "shadow_timeout_s": options.shadow_timeout_s,
+        "max_body_bytes": options.max_body_bytes,
+        "log_requests": options.log_requests,
+        "flush_interval_s": options.flush_interval_s,
+        "spool_max_mb": options.spool_max_mb,
+    }
+    if replay_token_sha256:
+        router_settings["replay_token_sha256"] = replay_token_sha256
+    return {
+        "name": name or router_app_name(model),
+        "route_prefix": route_prefix or model_route(model),
+        "import_path": ROUTER_IMPORT_PATH,
+        "args": {"model": model, "spool_dir": str(spool_dir) if spool_dir else None},
+        "deployments": [
+            {
+                "name": ROUTER_DEPLOYMENT,
+                "num_replicas": options.num_replicas,
+                "max_ongoing_requests": options.max_ongoing_requests,
+                "graceful_shutdown_timeout_s": options.graceful_shutdown_timeout_s,
+                "ray_actor_options": {"num_cpus": options.num_cpus},
+                "user_config": router_settings,
+            },
+            {
+                "name": TABLE_DEPLOYMENT,
+                "num_replicas": 1,
+                # Every router replica holds one long-poll open here.
+                "max_ongoing_requests": 10_000,
+                "ray_actor_options": {"num_cpus": 0.01},
+                "user_config": {"table": table.model_dump()},
+            },
+        ],
     }
 
 

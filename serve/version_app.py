@@ -6,6 +6,7 @@ serve_config.py supplies the args and every deployment option.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -16,14 +17,12 @@ import numpy as np
 import ray
 from ray import serve
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from serve.model_store import ModelStore
 from serve.onnx_model import OnnxModel
 from serve.ray_hardening import bind_replica_grpc_to_node_ip
 from serve.validation import InputError, parse_instances
-
-bind_replica_grpc_to_node_ip()
 
 log = logging.getLogger("ray.serve")
 
@@ -48,6 +47,7 @@ class ModelVersion:
     def __init__(
         self, store: str, model: str, version: str, max_rows: int, max_body_bytes: int
     ) -> None:
+        bind_replica_grpc_to_node_ip()
         loaded = ModelStore(store).load(model, version)  # refuses a changed artifact
         gpu_ids = ray.get_gpu_ids()
         self.onnx = OnnxModel(loaded.data, loaded.manifest, gpu_assigned=bool(gpu_ids))
@@ -78,7 +78,9 @@ class ModelVersion:
     async def _predict_batch(self, arrays: list[np.ndarray]) -> list[list[dict]]:
         # One session run for every request in the batch, then split back per request.
         sizes = [len(a) for a in arrays]
-        result = self.onnx.predict(np.concatenate(arrays) if len(arrays) > 1 else arrays[0])
+        rows = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+        # ONNX Runtime releases the GIL: the replica's event loop keeps accepting requests.
+        result = await asyncio.to_thread(self.onnx.predict, rows)
         out, start = [], 0
         for n in sizes:
             probs = (
@@ -102,8 +104,8 @@ class ModelVersion:
         }
 
     async def infer(self, payload: Any) -> dict[str, Any]:
-        """Predict for a parsed JSON payload. Bad input is an answer (status 4xx), not an error,
-        so callers through a handle (the router) can tell the client's fault from ours."""
+        """Predict for a parsed JSON payload. Bad input is an answer (status 4xx), not an
+        exception, so a caller through a handle can tell the client's fault from ours."""
         started = time.perf_counter()
         try:
             rows = parse_instances(payload, self.manifest.input, self.max_rows)
@@ -120,7 +122,33 @@ class ModelVersion:
             "predictions": predictions,
         }
 
-    async def __call__(self, request: Request) -> JSONResponse:
+    async def answer(self, body: bytes) -> dict[str, Any]:
+        """The router's entry: raw request body in, status and JSON body out (encoded once,
+        here, so the router can return and log the same bytes without re-encoding)."""
+        started = time.perf_counter()
+        if len(body) > self.max_body_bytes:
+            result = self._too_large(len(body))
+        elif not body.strip():
+            result = error_body(
+                400, 'empty body: send {"instances": [[...]]}', self.model, self.version
+            )
+        else:
+            try:
+                payload = json.loads(body)
+            except (ValueError, UnicodeDecodeError) as exc:
+                reason = f"body is not valid JSON: {exc}"
+                result = error_body(400, reason, self.model, self.version)
+            else:
+                result = await self.infer(payload)
+        return {
+            "status": result["status"],
+            "body": json.dumps(result, separators=(",", ":")).encode(),
+            "sha256": self.manifest.sha256,
+            "replica": self.replica,
+            "latency_ms": (time.perf_counter() - started) * 1000.0,
+        }
+
+    async def __call__(self, request: Request) -> Response:
         if request.method == "GET":
             return JSONResponse(self.describe())
         if request.method != "POST":
@@ -129,30 +157,18 @@ class ModelVersion:
             )
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return self._too_large(int(declared))
+            return JSONResponse(self._too_large(int(declared)), 413)
         body = bytearray()
         async for chunk in request.stream():
             body.extend(chunk)
             if len(body) > self.max_body_bytes:
-                return self._too_large(len(body))
-        if not body:
-            return JSONResponse(
-                error_body(
-                    400, 'empty body: send {"instances": [[...]]}', self.model, self.version
-                ),
-                400,
-            )
-        try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            reason = f"body is not valid JSON: {exc}"
-            return JSONResponse(error_body(400, reason, self.model, self.version), 400)
-        result = await self.infer(payload)
-        return JSONResponse(result, status_code=result["status"])
+                return JSONResponse(self._too_large(len(body)), 413)
+        result = await self.answer(bytes(body))
+        return Response(result["body"], result["status"], media_type="application/json")
 
-    def _too_large(self, size: int) -> JSONResponse:
+    def _too_large(self, size: int) -> dict[str, Any]:
         reason = f"body of {size} bytes exceeds the limit of {self.max_body_bytes} bytes"
-        return JSONResponse(error_body(413, reason, self.model, self.version), 413)
+        return error_body(413, reason, self.model, self.version)
 
 
 def build(args: dict[str, Any]) -> serve.Application:
