@@ -28,8 +28,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+BENCHES := router_overhead agent
+
 bench: $(STAMP)
-	@for b in scripts/bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in $(BENCHES); do echo "== $$b"; $(PY) -m scripts.bench.$$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache

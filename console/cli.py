@@ -9,6 +9,14 @@ USAGE = """usage: trackside VERB [ARGS...]
 
 verbs:
   models    register and list model versions in the store
+  agent     run the host agent (add --controller on the Ray head)
+  status    models, versions, traffic and Serve state, from the agent
+  deploy    deploy a registered version (no traffic yet)
+  traffic   set weights, shadow and fallback: trackside traffic digits v1=90 v2=10
+  promote   give a version 100% and make it stable
+  rollback  back to the previous stable (or --to VERSION)
+  retire    remove a version that has no traffic
+  audit     every action: who, when, before -> after
 """
 
 
@@ -18,8 +26,28 @@ def _models(argv: list[str]) -> int:
     return main(argv)
 
 
+def _agent(argv: list[str]) -> int:
+    from agent.daemon import main
+
+    return main(argv)
+
+
+def _api_verb(verb: str) -> Callable[[list[str]], int]:
+    def run(argv: list[str]) -> int:
+        from agent.cli import main
+
+        return main(verb, argv)
+
+    return run
+
+
 VERBS: dict[str, Callable[[list[str]], int]] = {
     "models": _models,
+    "agent": _agent,
+    **{
+        verb: _api_verb(verb)
+        for verb in ("status", "deploy", "traffic", "promote", "rollback", "retire", "audit")
+    },
 }
 
 

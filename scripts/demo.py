@@ -1,26 +1,27 @@
-"""`make demo`: train the demo models if needed, start Ray Serve with both digits versions.
+"""`make demo`: the whole system on this machine.
 
-Everything runs on this machine and stops cleanly on Ctrl-C.
+Trains the demo models if needed, starts a local Ray head node (loopback only), the agent in
+the controller role (which deploys digits/v1 behind the router), deploys digits/v2 and splits
+traffic 90/10, then runs a small steady load. Ctrl-C stops all of it, in reverse order.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import os
 import signal
+import subprocess
 import sys
 import time
 import tomllib
 from pathlib import Path
 
-from agent.deployer import DeployError, plan_deployment, wait_until_running
-from agent.serve_api import ServeAPI
+from agent.client import AgentClient, AgentError
 from serve.local_cluster import LocalCluster
-from serve.model_config import load_model_config
 from serve.model_store import ModelStore
-from serve.serve_config import ServeTarget
 
 ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / ".trackside"
 
 
 def ensure_demo_models(store: ModelStore) -> None:
@@ -32,30 +33,58 @@ def ensure_demo_models(store: ModelStore) -> None:
     train(["--store", str(store.root)])
 
 
-async def deploy(cluster: LocalCluster, store: ModelStore, model_configs: list[Path]) -> None:
-    models = [load_model_config(ROOT / p) for p in model_configs]
-    target = ServeTarget(store_root=store.root, http_port=cluster.ports["serve_http"])
-    async with ServeAPI(cluster.dashboard_url) as api:
-        versions = {m.model: [v for v in m.versions if v != "*"] for m in models}
-        started = time.monotonic()
-        plan = await plan_deployment(api, models, versions, target)
-        await api.put_applications(plan.config)
-        await wait_until_running(api, list(plan.plans), plan.plans, timeout_s=180)
-        print(f"deployed {', '.join(plan.plans)} in {time.monotonic() - started:.1f}s")
+def start_agent(ray: LocalCluster, port: int) -> subprocess.Popen:
+    config = DATA / "demo-agent.toml"
+    config.write_text(
+        f'data_dir = "{DATA}"\n[api]\nport = {port}\n'
+        f'[controller]\nenabled = true\ndashboard = "{ray.dashboard_url}"\n'
+        f"serve_port = {ray.ports['serve_http']}\n"
+        f'models = ["{ROOT / "configs/models/digits.toml"}"]\nstore = "{DATA / "models"}"\n'
+    )
+    log = open(DATA / "agent.log", "ab")  # noqa: SIM115 - the child keeps writing to it
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.daemon", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+
+
+def wait_for(what: str, check, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except AgentError as exc:
+            last = exc.message
+        time.sleep(1)
+    raise RuntimeError(f"{what} did not happen within {timeout_s:.0f}s ({last})")
+
+
+def stop(proc: subprocess.Popen | None, name: str) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    print(f"stopping {name} ...")
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "configs/demo.toml")
-    parser.add_argument("--no-wait", action="store_true", help="stop after deploying (smoke test)")
+    parser.add_argument("--no-wait", action="store_true", help="stop once it runs (smoke test)")
     args = parser.parse_args(argv)
     config = tomllib.loads(args.config.read_text())
-    ray_cfg = config.get("ray", {})
-    store = ModelStore(ROOT / config.get("store", {}).get("path", ".trackside/models"))
+    ray_cfg, demo_cfg = config.get("ray", {}), config.get("demo", {})
+    DATA.mkdir(exist_ok=True)
+    store = ModelStore(DATA / "models")
     ensure_demo_models(store)
 
-    data = ROOT / ".trackside"
-    data.mkdir(exist_ok=True)
     cluster = LocalCluster(
         num_cpus=ray_cfg.get("num_cpus", 2),
         ports={
@@ -63,37 +92,88 @@ def main(argv: list[str] | None = None) -> int:
             "serve_http": ray_cfg.get("serve_port", 8000),
             "gcs": ray_cfg.get("gcs_port", 6379),
         },
-        log_file=data / "ray.log",
+        log_file=DATA / "ray.log",
     )
-    print(f"starting Ray (log: {cluster.log_file}) ...")
-    started = time.monotonic()
-    cluster.start()
-    print(f"Ray is up in {time.monotonic() - started:.1f}s; dashboard {cluster.dashboard_url}")
+    agent = load = None
+    agent_port = demo_cfg.get("agent_port", 7070)
     try:
-        asyncio.run(deploy(cluster, store, config.get("models", {}).get("configs", [])))
-        url = f"{cluster.serve_url}/models/digits/versions/v1"
+        print(f"starting Ray (log {cluster.log_file}) ...")
+        started = time.monotonic()
+        cluster.start()
+        print(f"Ray is up in {time.monotonic() - started:.1f}s; dashboard {cluster.dashboard_url}")
+        agent = start_agent(cluster, agent_port)
+        url = f"http://127.0.0.1:{agent_port}"
+        wait_for("agent start", lambda: (DATA / "agent.token").exists() and _health(url), 60)
+        client = AgentClient(url, token=(DATA / "agent.token").read_text().strip(), user="demo")
+        print(f"agent (controller) on {url}; log {DATA / 'agent.log'}")
+        wait_for("digits/v1 behind the router", lambda: _running(client, {"v1"}))
+        client.deploy("digits", "v2")
+        wait_for("digits/v2", lambda: _running(client, {"v1", "v2"}))
+        result = client.set_traffic("digits", {"v1": 90, "v2": 10}, fallback="v1")
+        print(f"traffic: {result.message}; {result.after.weights}")
+        predict = f"{cluster.serve_url}/models/digits/predict"
+        load = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "scripts.load",
+                predict,
+                "--rps",
+                str(demo_cfg.get("load_rps", 5)),
+                "--duration",
+                "86400",
+                "--users",
+                "500",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
         print(
-            "\nquery a version:\n"
-            f"  curl -s -X POST {url} -H 'content-type: application/json' \\\n"
+            f"\nthe system is up, {demo_cfg.get('load_rps', 5)} requests/s flowing:\n"
+            f"  curl -s -X POST {predict} -H 'x-trackside-key: alice' \\\n"
             '    -d \'{"instances": [[0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,'
             "0,4,12,0,0,8,8,0,0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,"
-            "10,0,0,0]]}'\n"
-            f"  curl -s {url}        # which artifact and replica answer\n"
+            "10,0,0,0]]}' -i\n"
+            "  .venv/bin/trackside status\n"
+            "  .venv/bin/trackside traffic digits v1=50 v2=50\n"
+            "  .venv/bin/trackside promote digits v2 ; .venv/bin/trackside rollback digits\n"
+            f'  curl -s -H "Authorization: Bearer $(cat {DATA / "agent.token"})"'
+            f" {url}/v1/telemetry/latency?model=digits\n"
         )
         if not args.no_wait:
             print("Ctrl-C stops everything.")
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
-    except DeployError as exc:
-        print(f"deploy failed: {exc}", file=sys.stderr)
+        return 0
+    except (RuntimeError, AgentError) as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        pass
     finally:
+        stop(load, "load")
+        stop(agent, "agent")
         print("stopping Ray ...")
         cluster.stop()
-    return 0
+
+
+def _health(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _running(client: AgentClient, versions: set[str]) -> bool:
+    models = {m.model: m for m in client.models()}
+    model = models.get("digits")
+    if model is None or model.router_status != "RUNNING":
+        return False
+    status = {v.version: v.app_status for v in model.versions}
+    return all(status.get(v) == "RUNNING" for v in versions)
 
 
 if __name__ == "__main__":
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    os.chdir(ROOT)
     sys.exit(main())

@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from serve.cluster_watchdog import node_processes
+
 # Ray resolves 127.0.0.1 to the host's external address and binds its servers to all
 # interfaces unless it thinks it runs a single-machine cluster; this keeps it on loopback.
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -158,6 +160,21 @@ class LocalCluster:
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        # If this process dies without calling stop(), the watchdog stops the node.
+        self._watchdog = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "serve.cluster_watchdog",
+                str(os.getpid()),
+                str(self.process.pid),
+                str(self.temp_dir),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -178,23 +195,11 @@ class LocalCluster:
     def processes(self) -> list[psutil.Process]:
         """Every live process of this node: descendants of `ray start`, and any process whose
         command line names this node's temp dir (workers re-parented after a crash)."""
-        found: dict[int, psutil.Process] = {}
-        if self.process is not None:
-            try:
-                root = psutil.Process(self.process.pid)
-                found[root.pid] = root
-                for child in root.children(recursive=True):
-                    found[child.pid] = child
-            except psutil.NoSuchProcess:
-                pass
-        marker = str(self.temp_dir)
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            try:
-                if any(marker in part for part in proc.info["cmdline"] or []):
-                    found.setdefault(proc.pid, proc)
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-        return list(found.values())
+        if self.process is None:
+            return []
+        procs = node_processes(self.process.pid, str(self.temp_dir))
+        watchdog = getattr(self, "_watchdog", None)
+        return [p for p in procs if watchdog is None or p.pid != watchdog.pid]
 
     def listening_addresses(self) -> list[tuple[str, int, str]]:
         """(ip, port, process name) of every listening TCP socket of this node."""
@@ -210,6 +215,10 @@ class LocalCluster:
         return out
 
     def stop(self, grace_s: float = 5.0) -> None:
+        watchdog = getattr(self, "_watchdog", None)
+        if watchdog is not None:
+            watchdog.kill()
+            watchdog.wait()
         procs = self.processes()
         for proc in procs:
             try:

@@ -3,6 +3,7 @@ DeploymentHandle and returns its answer. No routing, no logging (benchmark only)
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ray import serve
@@ -20,8 +21,8 @@ class PassThrough:
         self.handle = None
 
     async def __call__(self, request: Request) -> Response:
-        if self.handle is None:
-            self.handle = serve.get_app_handle(self.target_app)
+        if self.handle is None:  # a blocking controller call: never on the event loop
+            self.handle = await asyncio.to_thread(serve.get_app_handle, self.target_app)
         answer = await self.handle.answer.remote(await request.body())
         return Response(answer["body"], answer["status"], media_type="application/json")
 

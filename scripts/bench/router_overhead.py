@@ -88,7 +88,9 @@ async def closed_loop(url: str, clients: int, seconds: float) -> dict[str, float
     latencies: list[float] = []
     failures = 0
     deadline = time.perf_counter() + seconds
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
+    timeout = aiohttp.ClientTimeout(total=30)
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def client(c: int) -> None:
             nonlocal failures

@@ -1,0 +1,152 @@
+"""Typed bodies of the agent's HTTP API (v1), shared by the server and `agent.client`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from serve.routing_table import RoutingTable, ShadowTarget
+
+AGENT_VERSION = "0.1.0"
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# DuckDB keeps naive UTC timestamps; the API always says they are UTC (RFC 3339).
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+class _Body(BaseModel):
+    # Strict: `[false]` is not a number and a typo is not silently ignored.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx: what failed and what to do, in one sentence."""
+
+    detail: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str = AGENT_VERSION
+
+
+class GpuInfo(BaseModel):
+    index: int
+    uuid: str
+    name: str
+    lost: bool = False
+
+
+class HostInfo(BaseModel):
+    hostname: str
+    role: Literal["agent", "controller"]
+    agent_version: str = AGENT_VERSION
+    gpu_status: str
+    gpus: list[GpuInfo]
+    cpu_count: int
+    mem_total: int
+    started_at: UtcDatetime
+    collectors: dict[str, str]
+
+
+class VersionStatus(BaseModel):
+    version: str
+    weight: int = 0
+    shadow_fraction: float = 0.0
+    is_stable: bool = False
+    is_fallback: bool = False
+    app_status: str | None = None
+    replicas: dict[str, int] = Field(default_factory=dict)
+    autoscaling: dict[str, Any] | None = None
+    problem: str | None = None
+    sha256: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class ModelStatus(BaseModel):
+    model: str
+    stable: str
+    previous_stable: list[str]
+    table: RoutingTable
+    versions: list[VersionStatus]
+    router_status: str | None = None
+
+
+class DeployRequest(_Body):
+    version: str
+    force: bool = False
+
+
+class TrafficRequest(_Body):
+    weights: dict[str, int]
+    shadow: ShadowTarget | None = None
+    sticky_header: str | None = None
+    fallback: str | None = None
+
+
+class PromoteRequest(_Body):
+    version: str
+
+
+class RollbackRequest(_Body):
+    to: str | None = None
+
+
+class ActionResult(BaseModel):
+    action: str
+    model: str
+    changed: bool
+    before: RoutingTable | None
+    after: RoutingTable | None
+    message: str
+    audit_id: int
+
+
+class AuditEntry(BaseModel):
+    id: int
+    ts: UtcDatetime
+    who: str | None
+    action: str
+    model: str | None
+    before: Any = None
+    after: Any = None
+    result: str
+    error: str | None = None
+
+
+class RequestRow(BaseModel):
+    request_id: str
+    ts: UtcDatetime
+    model: str
+    version: str | None
+    role: str
+    route_version: int | None
+    status: int
+    error: str | None
+    latency_ms: float | None
+    total_ms: float | None
+    sha256: str | None
+    host: str | None
+    replica: str | None
+    primary_request_id: str | None
+    fallback_from: str | None
+    input: Any = None
+    output: Any = None
+
+
+class LatencyPoint(BaseModel):
+    t: UtcDatetime
+    model: str
+    version: str | None
+    requests: int
+    rps: float
+    error_rate: float
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None

@@ -1,0 +1,94 @@
+"""The agent's settings (`configs/agent.toml`); every one has a default that works on one host."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+MIN_INTERVAL_S = 0.25
+
+
+class AgentConfigError(ValueError):
+    pass
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(7070, ge=0, le=65535)
+
+
+class CollectSettings(_Strict):
+    interval_s: float = 1.0
+    ingest_interval_s: float = Field(0.5, gt=0, le=1.0)
+
+    @field_validator("interval_s")
+    @classmethod
+    def _floor(cls, value: float) -> float:
+        if value < MIN_INTERVAL_S:
+            raise ValueError(f"interval_s must be at least {MIN_INTERVAL_S}")
+        return value
+
+
+class RetentionSettings(_Strict):
+    raw_hours: float = Field(24, gt=0, description="raw telemetry samples kept this long")
+    rollup_step_s: int = Field(60, ge=10, description="downsampled aggregates step")
+    rollup_days: float = Field(30, gt=0)
+    requests_days: float = Field(7, gt=0)
+    every_s: float = Field(300, gt=0, description="how often retention runs")
+
+
+class ControllerSettings(_Strict):
+    """The controller role (the agent on the Ray head host)."""
+
+    enabled: bool = False
+    dashboard: str = "http://127.0.0.1:8265"
+    serve_port: int = 8000
+    models: list[Path] = Field(default_factory=lambda: [Path("configs/models/digits.toml")])
+    store: Path | None = None  # default <data_dir>/models
+    apply_timeout_s: float = Field(120, gt=0)
+
+
+class AgentConfig(_Strict):
+    data_dir: Path = Path(".trackside")
+    token_file: Path | None = None  # default <data_dir>/agent.token
+    spool_dir: Path | None = None  # default <data_dir>/spool
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    collect: CollectSettings = Field(default_factory=CollectSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    controller: ControllerSettings = Field(default_factory=ControllerSettings)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "agent.duckdb"
+
+    @property
+    def token_path(self) -> Path:
+        return self.token_file or self.data_dir / "agent.token"
+
+    @property
+    def spool_path(self) -> Path:
+        return self.spool_dir or self.data_dir / "spool"
+
+    @property
+    def store_path(self) -> Path:
+        return self.controller.store or self.data_dir / "models"
+
+
+def load_agent_config(path: Path | None) -> AgentConfig:
+    if path is None:
+        return AgentConfig()
+    try:
+        data = tomllib.loads(Path(path).read_text())
+        return AgentConfig.model_validate(data)
+    except FileNotFoundError as exc:
+        raise AgentConfigError(f"agent config {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise AgentConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except ValidationError as exc:
+        raise AgentConfigError(f"{path}: {exc}") from exc

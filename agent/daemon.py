@@ -1,0 +1,265 @@
+"""`trackside agent`: the host daemon. Collectors, spool ingest, retention, the HTTP API, and
+(on the Ray head) the controller. Runs in the foreground; SIGTERM flushes and closes DuckDB."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from agent.api import AgentContext, create_app
+from agent.collectors.gpu import GpuCollector
+from agent.collectors.host import HostCollector
+from agent.collectors.serve_state import ServeCollector
+from agent.config import AgentConfig, AgentConfigError, load_agent_config
+from agent.controller import Controller
+from agent.ingest import ingest_once
+from agent.secrets_file import SecretFileError, ensure_secret
+from agent.serve_api import ServeAPI
+from agent.store import GPU_COLUMNS, HOST_COLUMNS, SERVE_COLUMNS, Store, StoreLocked
+from serve.model_config import ConfigError, load_model_config
+from serve.model_store import ModelStore
+from serve.serve_config import ServeTarget
+
+log = logging.getLogger("trackside.agent")
+
+
+class LogfmtFormatter(logging.Formatter):
+    """One structured line per event: ts=… level=… logger=… msg="…"."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage().replace('"', "'")
+        line = (
+            f"ts={time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(record.created))}"
+            f".{int(record.msecs):03d}Z level={record.levelname.lower()}"
+            f' logger={record.name} msg="{msg}"'
+        )
+        if record.exc_info:
+            line += f' exc="{self.formatException(record.exc_info)!r}"'
+        return line
+
+
+def setup_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogfmtFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, nvml: Any = None) -> None:
+        self.config = config
+        self.store = Store(config.db_path)
+        self.token = ensure_secret(config.token_path)
+        self.gpu = GpuCollector(nvml=nvml)
+        self.host = HostCollector()
+        self.collectors: dict[str, str] = {}
+        self.controller: Controller | None = None
+        self.serve_api: ServeAPI | None = None
+        self.tasks: list[asyncio.Task] = []
+        self.ctx = AgentContext(self.store, self.token, None, self.gpu, self.collectors)
+        self.server: uvicorn.Server | None = None
+
+    def _make_controller(self) -> Controller:
+        ctl = self.config.controller
+        self.serve_api = ServeAPI(ctl.dashboard)
+        models = [load_model_config(p) for p in ctl.models]
+        replay_token = ensure_secret(self.config.data_dir / "replay.token")
+        return Controller(
+            store=self.store,
+            serve_api=self.serve_api,
+            models=models,
+            model_store=ModelStore(self.config.store_path),
+            target=ServeTarget(
+                store_root=self.config.store_path.resolve(), http_port=ctl.serve_port
+            ),
+            spool_dir=self.config.spool_path.resolve(),
+            replay_token=replay_token,
+            apply_timeout_s=ctl.apply_timeout_s,
+        )
+
+    async def _every(self, name: str, interval: float, step: Callable[[], Awaitable[None]]) -> None:
+        """Run `step` on a schedule; a failure is recorded and logged, never fatal."""
+        failures = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await step()
+                if failures:
+                    log.info("collector %s recovered", name)
+                failures = 0
+                self.collectors[name] = "ok"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                self.collectors[name] = f"error: {exc}"
+                if failures == 1 or failures % 60 == 0:
+                    log.warning("collector %s failed (%d in a row): %r", name, failures, exc)
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def _host(self) -> None:
+        row = await asyncio.to_thread(self.host.sample)
+        await asyncio.to_thread(self.store.insert_rows, "host_samples", HOST_COLUMNS, [row])
+
+    async def _gpu(self) -> None:
+        rows = await asyncio.to_thread(self.gpu.sample)
+        if not self.gpu.available:
+            self.collectors["gpu"] = self.gpu.status
+            raise asyncio.CancelledError  # nothing to sample on this host: stop quietly
+        await asyncio.to_thread(self.store.insert_rows, "gpu_samples", GPU_COLUMNS, rows)
+
+    async def _ingest(self) -> None:
+        result = await asyncio.to_thread(ingest_once, self.store, self.config.spool_path)
+        if result.rows_read:
+            log.debug("ingested %d rows from %d files", result.rows_inserted, result.files)
+
+    async def _retention(self) -> None:
+        r = self.config.retention
+        await asyncio.to_thread(
+            self.store.apply_retention, r.raw_hours, r.rollup_step_s, r.rollup_days, r.requests_days
+        )
+
+    async def _serve(self, collector: ServeCollector) -> None:
+        rows = await collector.sample()
+        if self.controller is not None:
+            self.controller.last_status = collector.last
+        await asyncio.to_thread(self.store.insert_rows, "serve_samples", SERVE_COLUMNS, rows)
+
+    async def _bootstrap_controller(self) -> None:
+        """Apply the desired Serve state; retried until Ray answers."""
+        assert self.controller is not None
+        while True:
+            try:
+                await self.controller.bootstrap()
+                log.info("controller applied the desired Serve config")
+                self.collectors["controller"] = "ok"
+                return
+            except Exception as exc:
+                self.collectors["controller"] = f"waiting for Ray Serve: {exc}"
+                log.warning("controller bootstrap failed, retrying in 2s: %s", exc)
+                await asyncio.sleep(2)
+
+    def start_tasks(self) -> None:
+        c = self.config.collect
+        spawn = asyncio.get_running_loop().create_task
+        self.tasks += [
+            spawn(self._every("host", c.interval_s, self._host)),
+            spawn(self._gpu_loop(c.interval_s)),
+            spawn(self._every("ingest", c.ingest_interval_s, self._ingest)),
+            spawn(self._every("retention", self.config.retention.every_s, self._retention)),
+        ]
+        if self.controller is not None and self.serve_api is not None:
+            collector = ServeCollector(self.serve_api)
+            self.tasks.append(
+                spawn(self._every("serve", max(c.interval_s, 1.0), lambda: self._serve(collector)))
+            )
+            self.tasks.append(spawn(self._bootstrap_controller()))
+
+    async def _gpu_loop(self, interval: float) -> None:
+        try:
+            await self._every("gpu", interval, self._gpu)
+        except asyncio.CancelledError:
+            if not self.gpu.available:
+                return
+            raise
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        if self.config.controller.enabled:
+            self.controller = self._make_controller()
+            self.ctx.controller = self.controller
+        self.start_tasks()
+        app = create_app(self.ctx)
+        api = self.config.api
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=api.host,
+                port=api.port,
+                log_level="warning",
+                lifespan="off",
+                access_log=False,
+            )
+        )
+        self.server.install_signal_handlers = lambda: None  # we handle signals ourselves
+        loop = asyncio.get_running_loop()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+        if stop is not None:
+            self.tasks.append(loop.create_task(self._stop_when(stop)))
+        log.info(
+            "agent listening on http://%s:%d (role %s, data %s)",
+            api.host,
+            api.port,
+            "controller" if self.controller else "agent",
+            self.config.data_dir,
+        )
+        try:
+            await self.server.serve()
+        finally:
+            await self.shutdown()
+
+    async def _stop_when(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self.request_stop()
+
+    def request_stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+
+    async def shutdown(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        try:
+            await asyncio.to_thread(ingest_once, self.store, self.config.spool_path)
+        except Exception:
+            log.exception("final ingest failed; the files stay in the spool")
+        if self.serve_api is not None:
+            await self.serve_api.aclose()
+        self.store.close()
+        log.info("agent stopped; DuckDB closed cleanly")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trackside agent", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="agent TOML (default: every default)")
+    parser.add_argument("--port", type=int, help="override api.port")
+    parser.add_argument("--data-dir", type=Path, help="override data_dir")
+    parser.add_argument("--controller", action="store_true", help="enable the controller role")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        config = load_agent_config(args.config)
+        updates: dict[str, Any] = {}
+        if args.port is not None:
+            updates["api"] = config.api.model_copy(update={"port": args.port})
+        if args.data_dir is not None:
+            updates["data_dir"] = args.data_dir
+        if args.controller:
+            updates["controller"] = config.controller.model_copy(update={"enabled": True})
+        config = config.model_copy(update=updates)
+        agent = Agent(config)
+    except (AgentConfigError, ConfigError, StoreLocked, SecretFileError) as exc:
+        log.error("%s", exc)
+        print(f"trackside agent: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(agent.run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

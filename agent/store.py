@@ -1,0 +1,321 @@
+"""The agent's DuckDB file: telemetry, ingested requests, audit, controller state.
+
+DuckDB lets one process open the file read-write and no other process open it at all, so
+the agent is the only reader and writer: everyone else reads through the HTTP API. Within
+the agent, every thread works on its own cursor of the one connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+# The request spool contract (serve/request_record.py writes these columns).
+REQUEST_COLUMNS: dict[str, str] = {
+    "request_id": "VARCHAR",
+    "ts": "TIMESTAMP",
+    "model": "VARCHAR",
+    "version": "VARCHAR",
+    "role": "VARCHAR",
+    "route_version": "BIGINT",
+    "status": "SMALLINT",
+    "error": "VARCHAR",
+    "latency_ms": "DOUBLE",
+    "total_ms": "DOUBLE",
+    "input": "VARCHAR",
+    "output": "VARCHAR",
+    "sha256": "VARCHAR",
+    "host": "VARCHAR",
+    "replica": "VARCHAR",
+    "sticky_key_hash": "VARCHAR",
+    "primary_request_id": "VARCHAR",
+    "fallback_from": "VARCHAR",
+    "dropped_total": "BIGINT",
+}
+
+HOST_COLUMNS = {
+    "ts": "TIMESTAMP",
+    "cpu_pct": "DOUBLE",
+    "per_cpu": "DOUBLE[]",
+    "load1": "DOUBLE",
+    "load5": "DOUBLE",
+    "load15": "DOUBLE",
+    "mem_used": "BIGINT",
+    "mem_total": "BIGINT",
+    "mem_pct": "DOUBLE",
+    "swap_used": "BIGINT",
+    "swap_pct": "DOUBLE",
+    "disk_used": "BIGINT",
+    "disk_total": "BIGINT",
+    "disk_pct": "DOUBLE",
+    "disk_read_bps": "DOUBLE",
+    "disk_write_bps": "DOUBLE",
+    "net_sent_bps": "DOUBLE",
+    "net_recv_bps": "DOUBLE",
+}
+GPU_COLUMNS = {
+    "ts": "TIMESTAMP",
+    "gpu_index": "INTEGER",
+    "uuid": "VARCHAR",
+    "name": "VARCHAR",
+    "util_gpu": "DOUBLE",
+    "util_mem": "DOUBLE",
+    "util_enc": "DOUBLE",
+    "util_dec": "DOUBLE",
+    "mem_used": "BIGINT",
+    "mem_total": "BIGINT",
+    "temp_c": "DOUBLE",
+    "power_w": "DOUBLE",
+    "power_limit_w": "DOUBLE",
+    "sm_clock_mhz": "DOUBLE",
+    "mem_clock_mhz": "DOUBLE",
+    "throttle_reasons": "VARCHAR[]",
+    "ecc_uncorrected": "BIGINT",
+    "remapped_rows": "BIGINT",
+    "processes": "VARCHAR",
+}
+SERVE_COLUMNS = {
+    "ts": "TIMESTAMP",
+    "app": "VARCHAR",
+    "deployment": "VARCHAR",
+    "status": "VARCHAR",
+    "message": "VARCHAR",
+    "problem": "VARCHAR",
+    "replicas": "VARCHAR",
+}
+# Numeric host/GPU columns kept as 1-minute aggregates after the raw retention.
+HOST_ROLLUP = [
+    "cpu_pct",
+    "load1",
+    "mem_pct",
+    "swap_pct",
+    "disk_pct",
+    "disk_read_bps",
+    "disk_write_bps",
+    "net_sent_bps",
+    "net_recv_bps",
+]
+GPU_ROLLUP = ["util_gpu", "util_mem", "mem_used", "temp_c", "power_w"]
+
+
+class StoreLocked(RuntimeError):
+    """Another process holds the DuckDB file."""
+
+
+def _columns_sql(columns: dict[str, str]) -> str:
+    return ", ".join(f'"{name}" {kind}' for name, kind in columns.items())
+
+
+def _rollup_sql(columns: list[str]) -> str:
+    return ", ".join(f'"{c}_avg" DOUBLE, "{c}_max" DOUBLE' for c in columns)
+
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS host_samples ({_columns_sql(HOST_COLUMNS)});
+CREATE TABLE IF NOT EXISTS host_rollup (ts TIMESTAMP PRIMARY KEY, {_rollup_sql(HOST_ROLLUP)},
+    samples INTEGER);
+CREATE TABLE IF NOT EXISTS gpu_samples ({_columns_sql(GPU_COLUMNS)});
+CREATE TABLE IF NOT EXISTS gpu_rollup (ts TIMESTAMP, uuid VARCHAR, gpu_index INTEGER,
+    {_rollup_sql(GPU_ROLLUP)}, samples INTEGER, PRIMARY KEY (ts, uuid));
+CREATE TABLE IF NOT EXISTS serve_samples ({_columns_sql(SERVE_COLUMNS)});
+CREATE TABLE IF NOT EXISTS requests ({_columns_sql(REQUEST_COLUMNS)},
+    ingested_at TIMESTAMP, PRIMARY KEY (request_id, role));
+CREATE SEQUENCE IF NOT EXISTS audit_id;
+CREATE TABLE IF NOT EXISTS audit (id BIGINT PRIMARY KEY DEFAULT nextval('audit_id'),
+    ts TIMESTAMP, who VARCHAR, action VARCHAR, model VARCHAR, request VARCHAR,
+    before VARCHAR, after VARCHAR, result VARCHAR, error VARCHAR);
+CREATE TABLE IF NOT EXISTS kv (key VARCHAR PRIMARY KEY, value VARCHAR, updated TIMESTAMP);
+"""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def naive_utc(value: datetime) -> datetime:
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+class Store:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.path))
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreLocked(
+                    f"{self.path} is held by another process ({exc}). Only one agent may use a"
+                    " data folder: stop the other agent, or give this one its own data_dir."
+                ) from exc
+            raise
+        self._write_lock = threading.Lock()
+        self.con.execute(SCHEMA)
+
+    def close(self) -> None:
+        try:
+            self.con.execute("CHECKPOINT")
+        finally:
+            self.con.close()
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self.con.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        with self.cursor() as cur:
+            rel = cur.execute(sql, params or [])
+            names = [d[0] for d in rel.description]
+            return [dict(zip(names, row, strict=True)) for row in rel.fetchall()]
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        with self._write_lock, self.cursor() as cur:
+            cur.execute(sql, params or [])
+
+    # -- telemetry --------------------------------------------------------------------------
+    def insert_rows(self, table: str, columns: dict[str, str], rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        names = list(columns)
+        placeholders = ", ".join("?" for _ in names)
+        values = [[row.get(n) for n in names] for row in rows]
+        with self._write_lock, self.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders})", values
+            )
+
+    def telemetry(
+        self,
+        table: str,
+        keys: list[str],
+        since: datetime,
+        until: datetime,
+        step_s: int,
+        group: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Raw samples bucketed by `step_s`, with older time filled from the rollups."""
+        rollup = {"host_samples": "host_rollup", "gpu_samples": "gpu_rollup"}[table]
+        group_sel = f", {group}" if group else ""
+        raw_aggs = ", ".join(f'avg("{k}") AS "{k}", max("{k}") AS "{k}_max"' for k in keys)
+        roll_aggs = ", ".join(
+            f'sum("{k}_avg" * samples) / sum(samples) AS "{k}", max("{k}_max") AS "{k}_max"'
+            for k in keys
+        )
+        sql = f"""
+        WITH raw AS (
+            SELECT time_bucket(to_seconds(?), ts) AS t{group_sel}, {raw_aggs}, count(*) AS samples
+            FROM {table} WHERE ts >= ? AND ts < ? GROUP BY ALL
+        ), old AS (
+            SELECT time_bucket(to_seconds(?), ts) AS t{group_sel}, {roll_aggs},
+                   sum(samples)::BIGINT AS samples
+            FROM {rollup} WHERE ts >= ? AND ts < ?
+              AND ts < coalesce((SELECT min(ts) FROM {table}), ?) GROUP BY ALL
+        )
+        SELECT * FROM (SELECT * FROM old UNION ALL BY NAME SELECT * FROM raw)
+        ORDER BY t{group_sel}
+        """
+        params = [step_s, since, until, step_s, since, until, until]
+        return self.query(sql, params)
+
+    def latest(self, table: str, order: str = "ts") -> list[dict[str, Any]]:
+        return self.query(
+            f"SELECT * FROM {table} WHERE ts = (SELECT max(ts) FROM {table}) ORDER BY {order}"
+        )
+
+    # -- retention ---------------------------------------------------------------------------
+    def apply_retention(
+        self, raw_hours: float, rollup_step_s: int, rollup_days: float, requests_days: float
+    ) -> dict[str, int]:
+        """Roll raw samples older than `raw_hours` into aggregates, then drop them."""
+        now = utcnow()
+        raw_cut = now - timedelta(hours=raw_hours)
+        out: dict[str, int] = {}
+        host_aggs = ", ".join(f'avg("{c}"), max("{c}")' for c in HOST_ROLLUP)
+        gpu_aggs = ", ".join(f'avg("{c}"), max("{c}")' for c in GPU_ROLLUP)
+        with self._write_lock, self.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute(
+                f"INSERT OR REPLACE INTO host_rollup SELECT time_bucket(to_seconds(?), ts) AS t,"
+                f" {host_aggs}, count(*) FROM host_samples WHERE ts < ? GROUP BY t",
+                [rollup_step_s, raw_cut],
+            )
+            cur.execute(
+                f"INSERT OR REPLACE INTO gpu_rollup SELECT time_bucket(to_seconds(?), ts) AS t,"
+                f" uuid, any_value(gpu_index), {gpu_aggs}, count(*) FROM gpu_samples"
+                f" WHERE ts < ? GROUP BY t, uuid",
+                [rollup_step_s, raw_cut],
+            )
+            for table, cut in (
+                ("host_samples", raw_cut),
+                ("gpu_samples", raw_cut),
+                ("serve_samples", raw_cut),
+                ("host_rollup", now - timedelta(days=rollup_days)),
+                ("gpu_rollup", now - timedelta(days=rollup_days)),
+                ("requests", now - timedelta(days=requests_days)),
+            ):
+                deleted = cur.execute(f"DELETE FROM {table} WHERE ts < ?", [cut]).fetchall()
+                out[table] = int(deleted[0][0]) if deleted else 0
+            cur.execute("COMMIT")
+        return out
+
+    # -- key/value state ---------------------------------------------------------------------
+    def get_state(self, key: str) -> Any:
+        rows = self.query("SELECT value FROM kv WHERE key = ?", [key])
+        return json.loads(rows[0]["value"]) if rows else None
+
+    def put_state(self, key: str, value: Any) -> None:
+        self.execute(
+            "INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", [key, json.dumps(value), utcnow()]
+        )
+
+    # -- audit ---------------------------------------------------------------------------------
+    def audit(
+        self,
+        who: str,
+        action: str,
+        model: str | None,
+        request: Any,
+        before: Any,
+        after: Any,
+        result: str,
+        error: str | None = None,
+    ) -> int:
+        with self._write_lock, self.cursor() as cur:
+            row = cur.execute(
+                "INSERT INTO audit (ts, who, action, model, request, before, after, result, error)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                [
+                    utcnow(),
+                    who,
+                    action,
+                    model,
+                    json.dumps(request),
+                    json.dumps(before),
+                    json.dumps(after),
+                    result,
+                    error,
+                ],
+            ).fetchall()
+        return int(row[0][0])
+
+    def file_size(self) -> int:
+        total = 0
+        for suffix in ("", ".wal"):
+            p = Path(f"{self.path}{suffix}")
+            if p.exists():
+                total += os.path.getsize(p)
+        return total

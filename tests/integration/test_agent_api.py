@@ -1,0 +1,186 @@
+"""The agent's HTTP API in-process over ASGI, on a real DuckDB file: auth on every route,
+schemathesis over the whole schema, and clear 4xx for bad input."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
+
+from agent.api import AgentContext, create_app
+from agent.collectors.gpu import GpuCollector
+from agent.collectors.host import HostCollector
+from agent.ingest import ingest_once
+from agent.store import GPU_COLUMNS, HOST_COLUMNS, Store
+from serve.request_record import RequestRecord
+from serve.spool import SpoolWriter
+from tests.fake_nvml import three_gpus
+
+TOKEN = "secret-token-for-tests"
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("agent")
+    store = Store(tmp / "agent.duckdb")
+    gpu = GpuCollector(nvml=three_gpus())  # FAKE NVML: no GPU on this machine
+    host = HostCollector()
+    for _ in range(3):
+        store.insert_rows("host_samples", HOST_COLUMNS, [host.sample()])
+        store.insert_rows("gpu_samples", GPU_COLUMNS, gpu.sample())
+    spool = tmp / "spool"
+    writer = SpoolWriter(spool, "rep")
+    for i in range(20):
+        writer.append(
+            RequestRecord(
+                request_id=f"req-{i}",
+                ts=datetime.now(UTC),
+                model="digits",
+                version="v1",
+                role="primary",
+                route_version=1,
+                status=200 if i % 5 else 503,
+                error=None,
+                latency_ms=2.0 + i,
+                total_ms=3.0 + i,
+                input='{"instances": [[1]]}',
+                output='{"predictions": [{"label": 1}]}',
+                sha256="ab",
+                host="h",
+                replica="rep",
+            )
+        )
+    writer.flush()
+    ingest_once(store, spool)
+    ctx = AgentContext(store, TOKEN, None, gpu, {"host": "ok"})
+    yield create_app(ctx)
+    store.close()
+
+
+@pytest.fixture
+def http(app):
+    async def make(token=TOKEN):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://agent", headers=headers
+        )
+
+    return make
+
+
+def _routes(app):
+    for route in app.routes:
+        methods = getattr(route, "methods", None) or set()
+        if not route.path.startswith(("/v1", "/metrics")):
+            continue
+        for method in methods - {"HEAD", "OPTIONS"}:
+            yield (
+                method,
+                route.path.replace("{model}", "digits")
+                .replace("{version}", "v1")
+                .replace("{request_id}", "req-1"),
+            )
+
+
+async def test_every_route_but_health_needs_the_token(app, http):
+    routes = list(_routes(app))
+    assert len(routes) >= 15
+    async with await http(None) as anonymous, await http("wrong") as wrong:
+        assert (await anonymous.get("/health")).status_code == 200
+        for method, path in routes:
+            r = await anonymous.request(method, path)
+            assert r.status_code == 401, (method, path)
+            r = await wrong.request(method, path)
+            assert r.status_code == 401, (method, path)
+
+
+async def test_reads_with_the_token(http):
+    async with await http() as c:
+        host = (await c.get("/v1/host")).json()
+        assert host["role"] == "agent"
+        assert [g["uuid"] for g in host["gpus"]] == ["GPU-fake-0", "GPU-fake-1", "GPU-fake-2"]
+        rows = (await c.get("/v1/telemetry/host", params={"step": 1})).json()
+        assert rows and "cpu_pct" in rows[0]
+        gpus = (await c.get("/v1/telemetry/gpu/latest")).json()
+        assert {g["uuid"] for g in gpus} == {"GPU-fake-0", "GPU-fake-1", "GPU-fake-2"}
+        lat = (await c.get("/v1/telemetry/latency", params={"model": "digits"})).json()
+        assert sum(p["requests"] for p in lat) == 20
+        assert any(p["error_rate"] > 0 for p in lat)
+        listed = (await c.get("/v1/requests", params={"status": 503})).json()
+        assert len(listed) == 4 and all(r["status"] == 503 for r in listed)
+        one = (await c.get("/v1/requests/req-1")).json()
+        assert one[0]["input"] == {"instances": [[1]]}
+        metrics = (await c.get("/metrics")).text
+        assert "trackside_host_cpu_pct" in metrics and 'uuid="GPU-fake-0"' in metrics
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "needle"),
+    [
+        ("GET", "/v1/requests/nope", {}, 404, "no request"),
+        ("GET", "/v1/requests", {"params": {"limit": 0}}, 422, "limit"),
+        ("GET", "/v1/telemetry/host", {"params": {"since": "yesterday"}}, 422, "since"),
+        (
+            "GET",
+            "/v1/telemetry/host",
+            {"params": {"since": "2026-01-02T00:00:00", "until": "2026-01-01T00:00:00"}},
+            422,
+            "before",
+        ),
+        (
+            "GET",
+            "/v1/telemetry/host",
+            {"params": {"since": "2020-01-01T00:00:00", "step": 1}},
+            422,
+            "at most",
+        ),
+        (
+            "PUT",
+            "/v1/models/digits/traffic",
+            {"json": {"weights": {"v1": 100}}},
+            409,
+            "not the controller",
+        ),
+        (
+            "PUT",
+            "/v1/models/digits/traffic",
+            {"json": {"weights": {"v1": [False]}}},
+            422,
+            "weights",
+        ),
+        (
+            "POST",
+            "/v1/models/digits/promote",
+            {"content": b"{oops", "headers": {"content-type": "application/json"}},
+            422,
+            "JSON",
+        ),
+    ],
+)
+async def test_bad_input_gets_a_4xx_with_a_reason(http, method, path, kwargs, status, needle):
+    async with await http() as c:
+        r = await c.request(method, path, **kwargs)
+    assert r.status_code == status, r.text
+    assert needle.lower() in r.json()["detail"].lower()
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@pytest.fixture
+def api_schema(app):
+    return schemathesis.openapi.from_asgi("/openapi.json", app)
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_schemathesis_finds_no_5xx_and_no_schema_violation(case):
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        checks=[not_a_server_error, response_schema_conformance],
+    )

@@ -1,0 +1,205 @@
+"""The agent as a real process: token file, telemetry, one agent per DuckDB file, SIGTERM,
+and spool ingest that survives kill -9 with no duplicates and no loss."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+
+from agent.config import AgentConfig, CollectSettings
+from agent.daemon import Agent
+from serve.local_cluster import free_port
+from serve.request_record import RequestRecord
+from serve.spool import SpoolWriter
+from tests.fake_nvml import FakeGpu, FakeNvml
+
+
+class AgentProcess:
+    def __init__(self, data_dir: Path, interval: float = 0.25) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.config = data_dir.parent / f"{data_dir.name}.toml"
+        self.config.write_text(
+            f'data_dir = "{data_dir}"\n[api]\nport = {self.port}\n'
+            f"[collect]\ninterval_s = {interval}\ningest_interval_s = 0.25\n"
+        )
+        self.proc: subprocess.Popen | None = None
+        self.log = data_dir.parent / f"{data_dir.name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True) -> AgentProcess:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "agent.daemon", "--config", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        if wait:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                assert self.proc.poll() is None, self.log.read_text()[-2000:]
+                try:
+                    if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            raise AssertionError("agent did not start")
+        return self
+
+    def token(self) -> str:
+        return (self.data_dir / "agent.token").read_text().strip()
+
+    def get(self, path: str, **params):
+        r = httpx.get(
+            f"{self.url}{path}",
+            params=params,
+            headers={"Authorization": f"Bearer {self.token()}"},
+            timeout=10,
+        )
+        r.raise_for_status()
+        return r.json()
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+
+def test_token_file_telemetry_single_writer_and_clean_sigterm(tmp_path):
+    agent = AgentProcess(tmp_path / "data").start()
+    try:
+        mode = stat.S_IMODE((tmp_path / "data" / "agent.token").stat().st_mode)
+        assert mode == 0o600
+        assert httpx.get(f"{agent.url}/v1/host", timeout=5).status_code == 401
+        host = agent.get("/v1/host")
+        assert host["gpu_status"].startswith("no GPU")  # no NVIDIA library on this machine
+        time.sleep(3)
+        rows = agent.get("/v1/telemetry/host", step=1)
+        samples = sum(r["samples"] for r in rows)
+        assert samples >= 6, rows  # 4 per second configured; generous for a busy machine
+        assert all(r["cpu_pct"] is not None for r in rows)
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "agent.daemon",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--port",
+                str(free_port()),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 2
+        assert "held by another process" in second.stderr
+        assert "Only one agent" in second.stderr
+    finally:
+        code = agent.stop()
+    assert code == 0
+    assert "DuckDB closed cleanly" in agent.log.read_text()
+
+
+def _record(i: int) -> RequestRecord:
+    return RequestRecord(
+        request_id=f"r{i}",
+        ts=datetime.now(UTC),
+        model="digits",
+        version="v1",
+        role="primary",
+        route_version=1,
+        status=200,
+        error=None,
+        latency_ms=1.0,
+        total_ms=2.0,
+        input='{"instances": [[0]]}',
+        output='{"predictions": []}',
+        sha256="x",
+        host="h",
+        replica="rep",
+    )
+
+
+def test_kill_9_during_ingest_loses_nothing_and_duplicates_nothing(tmp_path):
+    data = tmp_path / "data"
+    spool = data / "spool"
+    writer = SpoolWriter(spool, "rep")
+    total = 0
+    agent = AgentProcess(data).start()
+    rng = random.Random(5)
+    for _ in range(4):
+        for _ in range(15):  # files arrive while the agent ingests
+            for _ in range(200):
+                writer.append(_record(total))
+                total += 1
+            writer.flush()
+            time.sleep(rng.uniform(0.0, 0.05))
+        agent.stop(signal.SIGKILL)  # anywhere: mid-insert, between commit and delete, idle
+        agent.start()
+    deadline = time.monotonic() + 60
+    while any(spool.glob("*.parquet")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert agent.stop() == 0
+    con = duckdb.connect(str(data / "agent.duckdb"), read_only=True)
+    count, distinct = con.execute(
+        "SELECT count(*), count(DISTINCT request_id) FROM requests"
+    ).fetchall()[0]
+    con.close()
+    assert (count, distinct) == (total, total)
+
+
+def test_a_failing_collector_does_not_stop_the_others(tmp_path):
+    class ExplodingNvml(FakeNvml):
+        def nvmlDeviceGetUtilizationRates(self, gpu):
+            raise RuntimeError("driver wedged")
+
+    nvml = ExplodingNvml(gpus=[FakeGpu("FAKE GPU that raises", "GPU-fake-x")])
+    config = AgentConfig(
+        data_dir=tmp_path / "data",
+        collect=CollectSettings(interval_s=0.25),
+        api={"port": free_port()},
+    )
+    agent = Agent(config, nvml=nvml)
+    stop = asyncio.Event()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(agent.run(stop),))
+    thread.start()
+    try:
+        time.sleep(2.5)
+        assert agent.collectors.get("gpu", "").startswith("error: driver wedged")
+        assert agent.collectors.get("host") == "ok"
+        n = agent.store.query("SELECT count(*) AS n FROM host_samples")[0]["n"]
+        assert n >= 4
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("value", ["0.1", "-1"])
+def test_interval_floor_is_enforced(tmp_path, value):
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(f"[collect]\ninterval_s = {value}\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "agent.daemon", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "at least 0.25" in out.stderr

@@ -1,0 +1,227 @@
+"""The agent's controller role against a real local Ray Serve with digits v1 and v2: deploy
+(with the blessing check), traffic, promote and rollback through the API and the CLI, what
+the router then serves, refusals (409/422), a failed apply, and the audit trail."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import httpx
+import pytest
+
+from agent.client import AgentClient, AgentError
+from serve.model_store import ModelStore
+from serve.registration import manifest_fields
+from tests.integration.test_agent_daemon import AgentProcess
+
+pytestmark = pytest.mark.ray
+
+MODEL_TOML = """
+model = "digits"
+stable = "v1"
+[defaults]
+num_cpus = 0.25
+[defaults.autoscaling]
+min_replicas = 1
+max_replicas = 1
+[versions.v1]
+[versions.v2]
+[versions.v3]
+accelerator = "gpu"
+num_gpus = 0.5
+[router]
+num_replicas = 1
+timeout_s = 2.0
+[blessing.log_loss]
+higher_is_better = false
+tolerance = 0.1
+"""
+
+
+@pytest.fixture(scope="module")
+def controller(ray_cluster, demo_store, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("controller")
+    store = ModelStore(tmp / "models")
+    shutil.copytree(demo_store.root, store.root)
+    v1 = store.version_dir("digits", "v1")
+    fields = manifest_fields(
+        "digits",
+        "v3",
+        v1 / "digits-v1.onnx",
+        v1 / "reference.parquet",
+        metrics=demo_store.manifest("digits", "v1").metrics,
+    )
+    store.register(fields, v1 / "digits-v1.onnx", v1 / "reference.parquet")
+    (tmp / "digits.toml").write_text(MODEL_TOML)
+    agent = AgentProcess(tmp / "data", interval=1.0)
+    agent.config.write_text(
+        agent.config.read_text()
+        + f'[controller]\nenabled = true\ndashboard = "{ray_cluster.dashboard_url}"\n'
+        f'serve_port = {ray_cluster.ports["serve_http"]}\nmodels = ["{tmp / "digits.toml"}"]\n'
+        f'store = "{store.root}"\n'
+    )
+    agent.start()
+    client = AgentClient(agent.url, token=agent.token(), user="test-oncall")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            models = client.models()
+            if (
+                models
+                and models[0].versions[0].app_status == "RUNNING"
+                and models[0].router_status == "RUNNING"
+            ):
+                break
+        except AgentError:
+            pass
+        time.sleep(1)
+    else:
+        raise AssertionError(agent.log.read_text()[-3000:])
+    yield agent, client, ray_cluster
+    client.close()
+    agent.stop()
+
+
+def served(cluster, n: int = 30) -> Counter:
+    url = f"{cluster.serve_url}/models/digits/predict"
+    body = {"instances": [[0.0] * 64]}
+    return Counter(
+        httpx.post(url, json=body, timeout=30).headers["x-model-version"] for _ in range(n)
+    )
+
+
+def cli(agent, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            *args,
+            "--agent",
+            agent.url,
+            "--token",
+            agent.token(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_bootstrap_serves_the_stable_version(controller):
+    _, client, cluster = controller
+    (model,) = client.models()
+    assert model.stable == "v1" and model.table.weights == {"v1": 100}
+    assert set(served(cluster, 10)) == {"v1"}
+
+
+def test_deploy_refuses_an_unblessed_version_unless_forced(controller):
+    _, client, _ = controller
+    with pytest.raises(AgentError) as info:
+        client.deploy("digits", "v2")
+    assert info.value.status == 422
+    assert "log_loss" in info.value.message and "force" in info.value.message
+    result = client.deploy("digits", "v2", force=True)
+    assert result.changed and "deployed digits/v2" in result.message
+    (model,) = client.models()
+    assert {v.version for v in model.versions} == {"v1", "v2"}
+
+
+def test_bad_actions_get_422_and_change_nothing(controller):
+    _, client, _ = controller
+    before = client.model("digits").table
+    cases = [
+        (lambda: client.set_traffic("digits", {"v1": 90, "v2": 20}), "sum to 110"),
+        (lambda: client.set_traffic("digits", {"v1": 90, "v9": 10}), "not deployed"),
+        (lambda: client.promote("digits", "v9"), "not deployed"),
+        (lambda: client.deploy("digits", "v9"), "unknown version"),
+        (lambda: client.rollback("digits"), "no previous stable"),
+    ]
+    for call, needle in cases:
+        with pytest.raises(AgentError) as info:
+            call()
+        assert info.value.status == 422, info.value.message
+        assert needle in info.value.message
+    assert client.model("digits").table == before
+
+
+def test_a_failed_apply_leaves_the_old_table_in_force(controller):
+    _, client, cluster = controller
+    before = client.model("digits").table
+    with pytest.raises(AgentError) as info:
+        client.deploy("digits", "v3", force=True)  # wants a GPU; this cluster has none
+    assert info.value.status == 502
+    assert "needs GPU 0.5, cluster has none" in info.value.message
+    assert "still in force" in info.value.message
+    model = client.model("digits")
+    assert model.table == before and "v3" not in {v.version for v in model.versions}
+    assert set(served(cluster, 10)) == {"v1"}
+
+
+def test_concurrent_actions_on_one_model_get_409(controller):
+    _, client, _ = controller
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        futures = [
+            pool.submit(client.set_traffic, "digits", {"v1": 90, "v2": 10}),
+            pool.submit(client.set_traffic, "digits", {"v1": 80, "v2": 20}),
+        ]
+        outcomes = []
+        for f in futures:
+            try:
+                outcomes.append(f.result().changed)
+            except AgentError as exc:
+                outcomes.append(exc.status)
+    assert 409 in outcomes and True in outcomes, outcomes
+
+
+def test_traffic_promote_and_rollback_change_what_the_router_serves(controller):
+    agent, client, cluster = controller
+    out = cli(agent, "traffic", "digits", "v1=50", "v2=50")
+    assert out.returncode == 0, out.stderr
+    assert "after:" in out.stdout and "v2=50" in out.stdout
+    time.sleep(1.5)
+    assert set(served(cluster, 30)) == {"v1", "v2"}
+
+    out = cli(agent, "promote", "digits", "v2")
+    assert out.returncode == 0, out.stderr
+    time.sleep(1.5)
+    assert set(served(cluster)) == {"v2"}
+    model = client.model("digits")
+    assert model.stable == "v2" and model.previous_stable[-1] == "v1"
+
+    result = client.rollback("digits")
+    assert result.after.weights == {"v1": 100}
+    time.sleep(1.5)
+    assert set(served(cluster)) == {"v1"}
+
+    out = cli(agent, "audit")
+    assert out.returncode == 0
+    actions = [(e.action, e.result) for e in client.audit()]
+    assert ("promote", "ok") in actions and ("rollback", "ok") in actions
+    assert ("deploy", "refused") in actions and ("deploy", "failed") in actions
+    promote = next(e for e in client.audit() if e.action == "promote")
+    assert promote.before["weights"] == {"v1": 50, "v2": 50}
+    assert promote.after["weights"] == {"v2": 100}
+    assert promote.who  # the CLI passes the local user
+
+
+def test_retire_is_refused_while_a_version_has_traffic(controller):
+    _, client, _ = controller
+    with pytest.raises(AgentError) as info:
+        client.retire("digits", "v1")
+    assert info.value.status == 409 and "still has traffic" in info.value.message
+    result = client.retire("digits", "v2")
+    assert result.changed
+    assert {v.version for v in client.model("digits").versions} == {"v1"}
+
+
+def test_status_cli_shows_versions(controller):
+    agent, _, _ = controller
+    out = cli(agent, "status")
+    assert out.returncode == 0, out.stderr
+    assert "digits" in out.stdout and "v1" in out.stdout and "RUNNING" in out.stdout
