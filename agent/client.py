@@ -225,4 +225,15 @@ class AsyncAgentClient(_Base):
         return _parse(kind, response)
 
 
-__all__ = ["AgentClient", "AgentError", "AsyncAgentClient"]
+# The API's typed bodies travel with the client: the console imports them from here.
+__all__ = [
+    "ActionResult",
+    "AgentClient",
+    "AgentError",
+    "AsyncAgentClient",
+    "AuditEntry",
+    "HostInfo",
+    "LatencyPoint",
+    "ModelStatus",
+    "RequestRow",
+]

@@ -25,7 +25,7 @@ class ApiSettings(_Strict):
 
 class CollectSettings(_Strict):
     interval_s: float = 1.0
-    ingest_interval_s: float = Field(0.5, gt=0, le=1.0)
+    ingest_interval_s: float = Field(1.0, gt=0, le=1.0)
 
     @field_validator("interval_s")
     @classmethod

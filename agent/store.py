@@ -126,8 +126,8 @@ CREATE TABLE IF NOT EXISTS gpu_samples ({_columns_sql(GPU_COLUMNS)});
 CREATE TABLE IF NOT EXISTS gpu_rollup (ts TIMESTAMP, uuid VARCHAR, gpu_index INTEGER,
     {_rollup_sql(GPU_ROLLUP)}, samples INTEGER, PRIMARY KEY (ts, uuid));
 CREATE TABLE IF NOT EXISTS serve_samples ({_columns_sql(SERVE_COLUMNS)});
-CREATE TABLE IF NOT EXISTS requests ({_columns_sql(REQUEST_COLUMNS)},
-    ingested_at TIMESTAMP, PRIMARY KEY (request_id, role));
+-- (request_id, role) is the key; ingest enforces it (an index would halve the ingest rate).
+CREATE TABLE IF NOT EXISTS requests ({_columns_sql(REQUEST_COLUMNS)}, ingested_at TIMESTAMP);
 CREATE SEQUENCE IF NOT EXISTS audit_id;
 CREATE TABLE IF NOT EXISTS audit (id BIGINT PRIMARY KEY DEFAULT nextval('audit_id'),
     ts TIMESTAMP, who VARCHAR, action VARCHAR, model VARCHAR, request VARCHAR,
@@ -191,11 +191,13 @@ class Store:
         if not rows:
             return
         names = list(columns)
-        placeholders = ", ".join("?" for _ in names)
-        values = [[row.get(n) for n in names] for row in rows]
+        # One statement for the whole batch: DuckDB's executemany costs ~1 ms per row.
+        one = "(" + ", ".join("?" for _ in names) + ")"
+        values = [row.get(n) for row in rows for n in names]
         with self._write_lock, self.cursor() as cur:
-            cur.executemany(
-                f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders})", values
+            cur.execute(
+                f"INSERT INTO {table} ({', '.join(names)}) VALUES {', '.join([one] * len(rows))}",
+                values,
             )
 
     def telemetry(

@@ -79,6 +79,8 @@ def make_spool(folder: Path, rows: int, files: int) -> None:
 def ingest_rate(tmp: Path, rows: int) -> tuple[float, float]:
     spool = tmp / "spool"
     make_spool(spool, rows, 20)
+    # Warm the page cache so neither side pays for the first read from disk.
+    duckdb.sql(f"SELECT count(*) FROM read_parquet('{spool}/*.parquet')").fetchall()
     floor_db = duckdb.connect(str(tmp / "floor.duckdb"))
     cols = ", ".join(f'"{c}" {t}' for c, t in REQUEST_COLUMNS.items())
     floor_db.execute(f"CREATE TABLE requests ({cols})")
@@ -113,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'measure':<40}{'value':>14}{'target':>12}")
     print(f"{'idle CPU, % of one core':<40}{cpu:>14.2f}{'<= 1':>12}")
     print(f"{'idle RSS, MiB':<40}{rss:>14.1f}{'<= 80':>12}")
-    print(f"{'ingest, rows/s (idempotent, PK)':<40}{rate:>14,.0f}{'>= 300k':>12}")
-    print(f"{'plain INSERT floor, rows/s':<40}{floor:>14,.0f}{'':>12}")
-    print(f"ingest / floor = {rate / floor:.2f}")
+    print(f"{'ingest, rows/s (idempotent)':<40}{rate:>14,.0f}{'>= 300k':>12}")
+    print(f"{'plain INSERT (no dedup), rows/s':<40}{floor:>14,.0f}{'':>12}")
+    print(f"ingest / plain insert = {rate / floor:.2f}")
     print(
         f"RESULT agent cpu_pct={cpu:.3f} rss_mib={rss:.1f} ingest_rows_s={rate:.0f}"
         f" floor_rows_s={floor:.0f} ingest_vs_floor={rate / floor:.3f}"
