@@ -186,18 +186,24 @@ def create_app(ctx: AgentContext) -> FastAPI:
         since, until, step = _window(since, until, step, 600)
         rows = ctx.store.query(
             """
-            SELECT time_bucket(to_seconds(?), ts) AS t, model, version, count(*) AS requests,
-                   count(*) / ?::DOUBLE AS rps,
-                   avg(CASE WHEN status >= 500 OR fallback_from IS NOT NULL THEN 1 ELSE 0 END)
-                       AS error_rate,
-                   quantile_cont(total_ms, 0.5) AS p50_ms, quantile_cont(total_ms, 0.95) AS p95_ms,
-                   quantile_cont(total_ms, 0.99) AS p99_ms
-            FROM requests
-            WHERE role = 'primary' AND ts >= ? AND ts < ?
-              AND (?::VARCHAR IS NULL OR model = ?) AND (?::VARCHAR IS NULL OR version = ?)
-            GROUP BY ALL ORDER BY t, model, version
+            SELECT t, model, version, requests, error_rate, p50_ms, p95_ms, p99_ms,
+                   -- the first and last buckets are cut by the window: divide by what is in it
+                   requests / greatest(epoch(least(t + to_seconds(?), ?::TIMESTAMP))
+                                       - epoch(greatest(t, ?::TIMESTAMP)), 1.0) AS rps
+            FROM (
+                SELECT time_bucket(to_seconds(?), ts) AS t, model, version, count(*) AS requests,
+                       avg(CASE WHEN status >= 500 OR fallback_from IS NOT NULL THEN 1 ELSE 0 END)
+                           AS error_rate,
+                       quantile_cont(total_ms, 0.5) AS p50_ms,
+                       quantile_cont(total_ms, 0.95) AS p95_ms,
+                       quantile_cont(total_ms, 0.99) AS p99_ms
+                FROM requests
+                WHERE role = 'primary' AND ts >= ? AND ts < ?
+                  AND (?::VARCHAR IS NULL OR model = ?) AND (?::VARCHAR IS NULL OR version = ?)
+                GROUP BY ALL
+            ) ORDER BY t, model, version
             """,
-            [step, step, since, until, model, model, version, version],
+            [step, until, since, step, since, until, model, model, version, version],
         )
         return [LatencyPoint(**r) for r in rows]
 

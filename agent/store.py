@@ -161,6 +161,21 @@ class Store:
             raise
         self._write_lock = threading.Lock()
         self.con.execute(SCHEMA)
+        self._drop_request_key()
+
+    def _drop_request_key(self) -> None:
+        """Files from agent 0.1.0 kept a primary key on requests; ingest dedups without it
+        now, and the index made a reused client request id fail a whole spool file."""
+        keyed = self.con.execute(
+            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'requests'"
+            " AND constraint_type = 'PRIMARY KEY'"
+        ).fetchall()[0][0]
+        if keyed:
+            self.con.execute("BEGIN")
+            self.con.execute("CREATE TABLE requests_unkeyed AS SELECT * FROM requests")
+            self.con.execute("DROP TABLE requests")
+            self.con.execute("ALTER TABLE requests_unkeyed RENAME TO requests")
+            self.con.execute("COMMIT")
 
     def close(self) -> None:
         try:

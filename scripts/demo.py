@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not args.no_wait:
             print("Ctrl-C stops everything.")
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            wait_for_signal()
         return 0
     except (RuntimeError, AgentError) as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
@@ -173,7 +174,16 @@ def _running(client: AgentClient, versions: set[str]) -> bool:
     return all(status.get(v) == "RUNNING" for v in versions)
 
 
+def wait_for_signal() -> None:
+    """Until Ctrl-C or SIGTERM. (Blocking the signals instead would be inherited by every
+    child process, which then could not be stopped with SIGTERM.)"""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+
+
 if __name__ == "__main__":
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     os.chdir(ROOT)
     sys.exit(main())

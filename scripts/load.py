@@ -13,6 +13,7 @@ import json
 import random
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -72,11 +73,13 @@ async def run_load(
     stop: asyncio.Event | None = None,
     headers: Callable[[int], dict[str, str]] | None = None,
     body: Callable[[int], dict] | None = None,
-    request_id_prefix: str = "load",
+    request_id_prefix: str | None = None,
     timeout_s: float = 30.0,
 ) -> LoadReport:
     report = LoadReport()
     rows = digit_rows()
+    # Request ids must not repeat across runs: (request_id, role) keys the request log.
+    request_id_prefix = request_id_prefix or f"load-{uuid.uuid4().hex[:8]}"
     make_body = body or (lambda i: {"instances": [rows[i % len(rows)]]})
     limit = max(int(duration_s * rps), 1)  # bounded in count as well as time
     timeout = aiohttp.ClientTimeout(total=timeout_s)

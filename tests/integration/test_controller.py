@@ -17,7 +17,7 @@ import pytest
 from agent.client import AgentClient, AgentError
 from serve.model_store import ModelStore
 from serve.registration import manifest_fields
-from tests.integration.test_agent_daemon import AgentProcess
+from tests.agent_process import AgentProcess
 
 pytestmark = pytest.mark.ray
 

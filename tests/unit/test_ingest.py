@@ -77,3 +77,28 @@ def test_temporary_files_are_left_alone(tmp_path):
     spool.mkdir()
     (spool / ".123-x.parquet.tmp").write_bytes(b"half")
     assert pending_files(spool) == []
+
+
+def test_a_keyed_requests_table_from_agent_0_1_0_is_migrated(tmp_path):
+    import duckdb
+
+    from agent.store import _columns_sql
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        f"CREATE TABLE requests ({_columns_sql(REQUEST_COLUMNS)}, ingested_at TIMESTAMP,"
+        " PRIMARY KEY (request_id, role))"
+    )
+    con.execute("INSERT INTO requests (request_id, role, model) VALUES ('old-1', 'primary', 'm')")
+    con.close()
+    store = Store(path)
+    assert store.query("SELECT count(*) AS n FROM requests")[0]["n"] == 1
+    keys = store.query(
+        "SELECT count(*) AS n FROM duckdb_constraints() WHERE table_name = 'requests'"
+        " AND constraint_type = 'PRIMARY KEY'"
+    )
+    assert keys[0]["n"] == 0
+    spool = tmp_path / "spool"
+    write(spool, 5)
+    assert ingest_once(store, spool).rows_inserted == 5

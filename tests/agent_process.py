@@ -1,0 +1,67 @@
+"""An agent started as a real process on 127.0.0.1 with its own data folder and port."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from serve.local_cluster import free_port
+
+
+class AgentProcess:
+    def __init__(self, data_dir: Path, interval: float = 0.25) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.config = data_dir.parent / f"{data_dir.name}.toml"
+        self.config.write_text(
+            f'data_dir = "{data_dir}"\n[api]\nport = {self.port}\n'
+            f"[collect]\ninterval_s = {interval}\ningest_interval_s = 0.25\n"
+        )
+        self.proc: subprocess.Popen | None = None
+        self.log = data_dir.parent / f"{data_dir.name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True) -> AgentProcess:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "agent.daemon", "--config", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        if wait:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                assert self.proc.poll() is None, self.log.read_text()[-2000:]
+                try:
+                    if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            raise AssertionError("agent did not start")
+        return self
+
+    def token(self) -> str:
+        return (self.data_dir / "agent.token").read_text().strip()
+
+    def get(self, path: str, **params):
+        r = httpx.get(
+            f"{self.url}{path}",
+            params=params,
+            headers={"Authorization": f"Bearer {self.token()}"},
+            timeout=10,
+        )
+        r.raise_for_status()
+        return r.json()
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
