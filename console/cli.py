@@ -8,6 +8,7 @@ from collections.abc import Callable
 USAGE = """usage: trackside VERB [ARGS...]
 
 verbs:
+  console   the TUI: the local agent, or --fleet FILE over SSH
   models    register and list model versions in the store
   agent     run the host agent (add --controller on the Ray head)
   status    models, versions, traffic and Serve state, from the agent
@@ -41,7 +42,14 @@ def _api_verb(verb: str) -> Callable[[list[str]], int]:
     return run
 
 
+def _console(argv: list[str]) -> int:
+    from console.main import main
+
+    return main(argv)
+
+
 VERBS: dict[str, Callable[[list[str]], int]] = {
+    "console": _console,
     "models": _models,
     "agent": _agent,
     **{

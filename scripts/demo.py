@@ -1,8 +1,9 @@
-"""`make demo`: the whole system on this machine.
+"""`make demo`: the whole system on this machine, ending in the console.
 
 Trains the demo models if needed, starts a local Ray head node (loopback only), the agent in
 the controller role (which deploys digits/v1 behind the router), deploys digits/v2 and splits
-traffic 90/10, then runs a small steady load. Ctrl-C stops all of it, in reverse order.
+traffic 90/10, runs a small steady load, and opens the console on it. Quitting the console
+(q) stops all of it, in reverse order.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "configs/demo.toml")
     parser.add_argument("--no-wait", action="store_true", help="stop once it runs (smoke test)")
+    parser.add_argument("--no-console", action="store_true", help="wait for Ctrl-C instead")
     args = parser.parse_args(argv)
     config = tomllib.loads(args.config.read_text())
     ray_cfg, demo_cfg = config.get("ray", {}), config.get("demo", {})
@@ -142,7 +144,15 @@ def main(argv: list[str] | None = None) -> int:
             f'  curl -s -H "Authorization: Bearer $(cat {DATA / "agent.token"})"'
             f" {url}/v1/telemetry/latency?model=digits\n"
         )
-        if not args.no_wait:
+        if args.no_wait:
+            return 0
+        if sys.stdin.isatty() and sys.stdout.isatty() and not args.no_console:
+            from console.app import TracksideConsole
+            from console.sources import LocalSource
+
+            source = LocalSource(url, token_file=DATA / "agent.token")
+            TracksideConsole([source]).run()  # q quits the console and stops the demo
+        else:
             print("Ctrl-C stops everything.")
             wait_for_signal()
         return 0

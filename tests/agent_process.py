@@ -65,3 +65,33 @@ class AgentProcess:
         assert self.proc is not None
         self.proc.send_signal(sig)
         return self.proc.wait(timeout=30)
+
+
+def start_controller(tmp: Path, cluster, model_toml: Path, store_root: Path):
+    """An agent with the controller role on `cluster`, once its stable version serves."""
+    from agent.client import AgentClient, AgentError
+
+    agent = AgentProcess(tmp / "data", interval=1.0)
+    agent.config.write_text(
+        agent.config.read_text()
+        + f'[controller]\nenabled = true\ndashboard = "{cluster.dashboard_url}"\n'
+        f'serve_port = {cluster.ports["serve_http"]}\nmodels = ["{model_toml}"]\n'
+        f'store = "{store_root}"\n'
+    )
+    agent.start()
+    client = AgentClient(agent.url, token=agent.token(), user="test-oncall")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            models = client.models()
+            if (
+                models
+                and models[0].versions[0].app_status == "RUNNING"
+                and models[0].router_status == "RUNNING"
+            ):
+                return agent, client
+        except AgentError:
+            pass
+        time.sleep(1)
+    agent.stop()
+    raise AssertionError(agent.log.read_text()[-3000:])

@@ -3,8 +3,6 @@ schemathesis over the whole schema, and clear 4xx for bad input."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import httpx
 import pytest
 import schemathesis
@@ -17,9 +15,9 @@ from agent.collectors.gpu import GpuCollector
 from agent.collectors.host import HostCollector
 from agent.ingest import ingest_once
 from agent.store import GPU_COLUMNS, HOST_COLUMNS, Store
-from serve.request_record import RequestRecord
 from serve.spool import SpoolWriter
 from tests.fake_nvml import three_gpus
+from tests.records import make_record
 
 TOKEN = "secret-token-for-tests"
 
@@ -37,22 +35,14 @@ def app(tmp_path_factory):
     writer = SpoolWriter(spool, "rep")
     for i in range(20):
         writer.append(
-            RequestRecord(
+            make_record(
+                i,
                 request_id=f"req-{i}",
-                ts=datetime.now(UTC),
-                model="digits",
-                version="v1",
-                role="primary",
-                route_version=1,
                 status=200 if i % 5 else 503,
-                error=None,
                 latency_ms=2.0 + i,
                 total_ms=3.0 + i,
                 input='{"instances": [[1]]}',
                 output='{"predictions": [{"label": 1}]}',
-                sha256="ab",
-                host="h",
-                replica="rep",
             )
         )
     writer.flush()

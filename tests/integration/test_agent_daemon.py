@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 
 import duckdb
 import httpx
@@ -20,10 +19,10 @@ import pytest
 from agent.config import AgentConfig, CollectSettings
 from agent.daemon import Agent
 from serve.local_cluster import free_port
-from serve.request_record import RequestRecord
 from serve.spool import SpoolWriter
 from tests.agent_process import AgentProcess
 from tests.fake_nvml import FakeGpu, FakeNvml
+from tests.records import make_record
 
 
 def test_token_file_telemetry_single_writer_and_clean_sigterm(tmp_path):
@@ -62,26 +61,6 @@ def test_token_file_telemetry_single_writer_and_clean_sigterm(tmp_path):
     assert "DuckDB closed cleanly" in agent.log.read_text()
 
 
-def _record(i: int) -> RequestRecord:
-    return RequestRecord(
-        request_id=f"r{i}",
-        ts=datetime.now(UTC),
-        model="digits",
-        version="v1",
-        role="primary",
-        route_version=1,
-        status=200,
-        error=None,
-        latency_ms=1.0,
-        total_ms=2.0,
-        input='{"instances": [[0]]}',
-        output='{"predictions": []}',
-        sha256="x",
-        host="h",
-        replica="rep",
-    )
-
-
 def test_kill_9_during_ingest_loses_nothing_and_duplicates_nothing(tmp_path):
     data = tmp_path / "data"
     spool = data / "spool"
@@ -92,7 +71,7 @@ def test_kill_9_during_ingest_loses_nothing_and_duplicates_nothing(tmp_path):
     for _ in range(4):
         for _ in range(15):  # files arrive while the agent ingests
             for _ in range(200):
-                writer.append(_record(total))
+                writer.append(make_record(total))
                 total += 1
             writer.flush()
             time.sleep(rng.uniform(0.0, 0.05))

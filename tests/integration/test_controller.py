@@ -14,10 +14,10 @@ from collections import Counter
 import httpx
 import pytest
 
-from agent.client import AgentClient, AgentError
+from agent.client import AgentError
 from serve.model_store import ModelStore
 from serve.registration import manifest_fields
-from tests.agent_process import AgentProcess
+from tests.agent_process import start_controller
 
 pytestmark = pytest.mark.ray
 
@@ -58,30 +58,7 @@ def controller(ray_cluster, demo_store, tmp_path_factory):
     )
     store.register(fields, v1 / "digits-v1.onnx", v1 / "reference.parquet")
     (tmp / "digits.toml").write_text(MODEL_TOML)
-    agent = AgentProcess(tmp / "data", interval=1.0)
-    agent.config.write_text(
-        agent.config.read_text()
-        + f'[controller]\nenabled = true\ndashboard = "{ray_cluster.dashboard_url}"\n'
-        f'serve_port = {ray_cluster.ports["serve_http"]}\nmodels = ["{tmp / "digits.toml"}"]\n'
-        f'store = "{store.root}"\n'
-    )
-    agent.start()
-    client = AgentClient(agent.url, token=agent.token(), user="test-oncall")
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            models = client.models()
-            if (
-                models
-                and models[0].versions[0].app_status == "RUNNING"
-                and models[0].router_status == "RUNNING"
-            ):
-                break
-        except AgentError:
-            pass
-        time.sleep(1)
-    else:
-        raise AssertionError(agent.log.read_text()[-3000:])
+    agent, client = start_controller(tmp, ray_cluster, tmp / "digits.toml", store.root)
     yield agent, client, ray_cluster
     client.close()
     agent.stop()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from agent.ingest import ingest_once, pending_files
 from agent.store import REQUEST_COLUMNS, Store
-from serve.request_record import SPOOL_COLUMNS, RequestRecord
+from serve.request_record import SPOOL_COLUMNS
 from serve.spool import SpoolWriter
+from tests.records import make_record
 
 
 def test_agent_table_matches_the_spool_contract():
@@ -17,25 +16,7 @@ def test_agent_table_matches_the_spool_contract():
 def write(spool, n, start=0, writer="rep1"):
     w = SpoolWriter(spool, writer)
     for i in range(start, start + n):
-        w.append(
-            RequestRecord(
-                request_id=f"r{i}",
-                ts=datetime.now(UTC),
-                model="digits",
-                version="v1",
-                role="primary",
-                route_version=1,
-                status=200,
-                error=None,
-                latency_ms=1.0,
-                total_ms=2.0,
-                input="{}",
-                output="{}",
-                sha256="x",
-                host="h",
-                replica=writer,
-            )
-        )
+        w.append(make_record(i, replica=writer))
     w.flush()
 
 

@@ -8,28 +8,17 @@ import duckdb
 
 from serve.request_record import SPOOL_COLUMNS, RequestRecord
 from serve.spool import SpoolWriter
+from tests.records import make_record
 
 
 def record(i: int, **kw) -> RequestRecord:
-    base = dict(
-        request_id=f"r{i}",
+    return make_record(
+        i,
         ts=datetime(2026, 1, 1, 12, 0, i % 60, tzinfo=UTC),
-        model="digits",
-        version="v1",
-        role="primary",
         route_version=3,
-        status=200,
-        error=None,
-        latency_ms=1.5,
-        total_ms=2.5,
-        input='{"instances": [[1, 2]]}',
-        output='{"predictions": []}',
-        sha256="ab" * 32,
-        host="h",
         replica="rep1",
+        **kw,
     )
-    base.update(kw)
-    return RequestRecord(**base)
 
 
 def test_flush_writes_one_parquet_file_with_the_contract_schema(tmp_path):

@@ -1,0 +1,364 @@
+"""The trackside console: a Textual app over every host's agent.
+
+Workers (one per host) fetch and post `HostPolled` messages; the app keeps the data and hands
+it down to the active screen. Actions come from one registry (console/actions.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import ClassVar
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Input
+
+from agent.client import AgentError
+from console import actions
+from console.poller import HostSnapshot, poll_forever
+from console.screens.audit import AuditScreen
+from console.screens.base import ConsoleScreen
+from console.screens.fleet import FleetScreen
+from console.screens.models import ModelsScreen
+from console.screens.pending import DriftScreen, RolloutScreen
+from console.screens.requests import RequestsScreen
+from console.sources import HostSource
+from console.state import ConsoleState
+from console.widgets.modals import ConfirmTyped, TrafficForm
+
+
+class HostPolled(Message):
+    def __init__(self, snapshot: HostSnapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > DataTable { width: auto; max-width: 95%; height: auto; max-height: 90%;
+                             border: thick $accent; }
+    """
+    BINDINGS: ClassVar = [("escape,q,question_mark", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        table = DataTable(cursor_type="none")
+        table.add_columns("KEY", "ACTION", "WHERE", "WHAT")
+        for a in actions.ACTIONS:
+            where = ", ".join(a.screens) if a.screens else "everywhere"
+            table.add_row(
+                a.key.replace("question_mark", "?").replace("slash", "/"),
+                a.title,
+                where,
+                a.help + (" (writes)" if a.writes else ""),
+            )
+        yield table
+
+
+class TracksideConsole(App):
+    TITLE = "trackside"
+    CSS = "Screen { background: $surface; }"
+    BINDINGS: ClassVar[list[Binding]] = actions.bindings()
+    ENABLE_COMMAND_PALETTE = True
+
+    def __init__(
+        self, sources: list[HostSource], readonly: bool = False, poll_interval_s: float = 2.0
+    ) -> None:
+        super().__init__()
+        self.sources = sources
+        self.state = ConsoleState(readonly=readonly)
+        self.poll_interval_s = poll_interval_s
+        self.screens_by_name: dict[str, ConsoleScreen] = {}
+        self.wake: dict[str, asyncio.Event] = {}
+        self._bindings_signature: tuple | None = None
+        for source in sources:
+            self.state.hosts[source.name] = HostSnapshot(name=source.name, address=source.address)
+
+    # -- screens ---------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        for screen in (
+            FleetScreen(),
+            ModelsScreen(),
+            RequestsScreen(),
+            DriftScreen(),
+            RolloutScreen(),
+            AuditScreen(),
+        ):
+            self.screens_by_name[screen.screen_name] = screen
+            self.install_screen(screen, name=screen.screen_name)
+        self.sub_title = "read-only" if self.state.readonly else ""
+        self._dirty = False
+        self.set_interval(0.25, self._redraw_if_dirty)
+        self.push_screen("fleet")
+        for source in self.sources:
+            self.wake[source.name] = asyncio.Event()
+            self.run_worker(
+                poll_forever(
+                    source, self._post_snapshot, self.poll_interval_s, wake=self.wake[source.name]
+                ),
+                name=f"poll:{source.name}",
+                group="pollers",
+                exit_on_error=False,
+            )
+
+    def _post_snapshot(self, snapshot: HostSnapshot) -> None:
+        self.post_message(HostPolled(snapshot))
+
+    def on_host_polled(self, message: HostPolled) -> None:
+        # Many hosts answer every interval: redraw at most every 250 ms, not once per host.
+        self.state.hosts[message.snapshot.name] = message.snapshot
+        self._dirty = True
+
+    def _redraw_if_dirty(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            self.refresh_screen()
+
+    def current(self) -> ConsoleScreen | None:
+        screen = self.screen
+        return screen if isinstance(screen, ConsoleScreen) else None
+
+    def refresh_screen(self) -> None:
+        screen = self.current()
+        if screen is not None and screen.is_mounted:
+            screen.show(self.state)
+        # Recomputing the footer costs ~70 ms: only when what actions allow has changed.
+        ctl = self.state.controller()
+        signature = (ctl.name, tuple(ctl.paths)) if ctl else None
+        if signature != self._bindings_signature:
+            self._bindings_signature = signature
+            self.refresh_bindings()
+
+    def action_show(self, name: str) -> None:
+        if isinstance(self.screen, ModalScreen):
+            return
+        self.switch_screen(name)
+        if name == "audit":
+            self.load_audit()
+        elif name == "requests":
+            self.load_requests({})
+        self.call_after_refresh(self.refresh_screen)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        current = self.current()
+        name = current.screen_name if current else ""
+        return actions.allowed(action, parameters, name, self.state.readonly, self.state.offers)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for a in actions.ACTIONS:
+            if a.name in ("help", "quit"):
+                continue
+            name, _, arg = a.name.partition("(")
+            if self.check_action(name, (arg.strip("')"),) if arg else ()) is not True:
+                continue
+            yield SystemCommand(f":{a.title.lower()}", a.help, lambda a=a: self.run_action(a.name))
+
+    # -- simple actions ---------------------------------------------------------------------
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_refresh(self) -> None:
+        """Poll every host now: each poller wakes early; none is restarted or doubled."""
+        for event in self.wake.values():
+            event.set()
+
+    def action_filter(self) -> None:
+        screen = self.current()
+        if screen is None:
+            return
+        for field in screen.query(Input):
+            field.display = True
+            field.focus()
+            return
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self.state.filter = event.value.strip()
+            self.refresh_screen()
+
+    # -- model actions ------------------------------------------------------------------------
+    def _client(self):
+        ctl = self.state.controller()
+        if ctl is None:
+            return None
+        for source in self.sources:
+            if source.name == ctl.name:
+                return getattr(source, "_client", None)
+        return None
+
+    def _models_screen(self) -> ModelsScreen:
+        return self.screens_by_name["models"]  # type: ignore[return-value]
+
+    def _report(self, text: str, error: bool = False) -> None:
+        self._models_screen().show_result(f"[red]{text}[/]" if error else text)
+        self.notify(text, severity="error" if error else "information", timeout=6)
+
+    def _selected(self) -> tuple[str, str] | None:
+        selected = self._models_screen().selected()
+        if selected is None:
+            self._report("select a version first", error=True)
+        return selected
+
+    def _model_status(self, model: str):
+        for m in self.state.models():
+            if m.model == model:
+                return m
+        return None
+
+    def action_traffic(self) -> None:
+        selected = self._selected()
+        status = self._model_status(selected[0]) if selected else None
+        if status is None:
+            return
+
+        def done(result: dict | None) -> None:
+            if result is not None:
+                self.run_action_call("set_traffic", status.model, result)
+
+        self.push_screen(TrafficForm(status), done)
+
+    def action_promote(self) -> None:
+        selected = self._selected()
+        if selected is None:
+            return
+        model, version = selected
+
+        def done(ok: bool | None) -> None:
+            if ok:
+                self.run_action_call("promote", model, {"version": version})
+
+        self.push_screen(
+            ConfirmTyped(
+                f"Promote [b]{model}/{version}[/b]: 100% of traffic, and it becomes stable.",
+                version,
+            ),
+            done,
+        )
+
+    def action_rollback(self) -> None:
+        selected = self._selected()
+        status = self._model_status(selected[0]) if selected else None
+        if status is None:
+            return
+        if not status.previous_stable:
+            self._report(
+                f"{status.model} has no previous stable version to roll back to", error=True
+            )
+            return
+        target = status.previous_stable[-1]
+
+        def done(ok: bool | None) -> None:
+            if ok:
+                self.run_action_call("rollback", status.model, {"to": target})
+
+        self.push_screen(
+            ConfirmTyped(
+                f"Roll back [b]{status.model}[/b] from {status.stable} to {target} (100%).", target
+            ),
+            done,
+        )
+
+    def action_retire(self) -> None:
+        selected = self._selected()
+        if selected is None:
+            return
+        model, version = selected
+
+        def done(ok: bool | None) -> None:
+            if ok:
+                self.run_action_call("retire", model, {"version": version})
+
+        self.push_screen(ConfirmTyped(f"Retire [b]{model}/{version}[/b].", version), done)
+
+    def action_replay(self) -> None:
+        self.notify("replay: the agent does not offer replay yet", severity="warning")
+
+    def action_rollout_start(self) -> None:
+        self.notify("rollouts: the agent does not offer rollouts yet", severity="warning")
+
+    action_rollout_pause = action_rollout_resume = action_rollout_abort = action_rollout_start
+
+    @work(exclusive=False, group="actions")
+    async def run_action_call(self, verb: str, model: str, args: dict) -> None:
+        client = self._client()
+        if client is None:
+            self._report("no controller agent connected", error=True)
+            return
+        try:
+            if verb == "set_traffic":
+                result = await client.set_traffic(
+                    model, args["weights"], shadow=args["shadow"], fallback=args["fallback"]
+                )
+            elif verb == "promote":
+                result = await client.promote(model, args["version"])
+            elif verb == "rollback":
+                result = await client.rollback(model, args["to"])
+            else:
+                result = await client.retire(model, args["version"])
+        except AgentError as exc:
+            self._report(f"{verb} {model} refused: {exc.message}", error=True)
+            return
+        before = (
+            " ".join(f"{v}={w}" for v, w in sorted(result.before.weights.items()))
+            if result.before
+            else "-"
+        )
+        after = (
+            " ".join(f"{v}={w}" for v, w in sorted(result.after.weights.items()))
+            if result.after
+            else "-"
+        )
+        self._report(
+            f"{verb} {model}: {result.message} · {before} → {after} (audit #{result.audit_id})"
+        )
+        self.action_refresh()
+
+    # -- data for the audit and requests screens --------------------------------------------
+    @work(exclusive=True, group="audit")
+    async def load_audit(self) -> None:
+        screen: AuditScreen = self.screens_by_name["audit"]  # type: ignore[assignment]
+        client = self._client()
+        try:
+            entries = await client.audit(limit=200) if client else []
+            screen.error = None if client else "no controller agent connected"
+        except AgentError as exc:
+            entries, screen.error = [], exc.message
+        screen.entries = entries
+        self.refresh_screen()
+
+    @work(exclusive=True, group="requests")
+    async def load_requests(self, filters: dict[str, str]) -> None:
+        screen: RequestsScreen = self.screens_by_name["requests"]  # type: ignore[assignment]
+        rows = []
+        errors = []
+        for source in self.sources:
+            client = getattr(source, "_client", None)
+            if client is None:
+                continue
+            try:
+                rows += [(source.name, r) for r in await client.requests(limit=200, **filters)]
+            except AgentError as exc:
+                errors.append(f"{source.name}: {exc.message}")
+        rows.sort(key=lambda hr: hr[1].ts, reverse=True)
+        screen.rows = rows[:200]
+        screen.error = "; ".join(errors) or None
+        self.refresh_screen()
+
+    @work(exclusive=True, group="request-detail")
+    async def load_request_detail(self, host: str, request_id: str) -> None:
+        screen: RequestsScreen = self.screens_by_name["requests"]  # type: ignore[assignment]
+        source = next((s for s in self.sources if s.name == host), None)
+        client = getattr(source, "_client", None) if source else None
+        if client is None:
+            return
+        try:
+            screen.detail = await client.request(request_id)
+            screen.error = None
+        except AgentError as exc:
+            screen.error = exc.message
+        self.refresh_screen()

@@ -1,0 +1,111 @@
+"""Requests: the request log of every connected host, filters, a request's details, and
+replay (once the agent offers it)."""
+
+from __future__ import annotations
+
+import json
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from agent.client import RequestRow
+from console.screens.base import ConsoleScreen
+from console.state import ConsoleState
+from console.widgets.text import num
+
+REPLAY_PATH = "/v1/replay"
+
+
+def parse_filter(text: str) -> dict[str, str]:
+    """`model=digits version=v2 role=shadow status=503` → query parameters."""
+    out = {}
+    for part in text.split():
+        key, sep, value = part.partition("=")
+        if sep and key in ("model", "version", "role", "status", "since"):
+            out[key] = value
+    return out
+
+
+class RequestsScreen(ConsoleScreen):
+    screen_name = "requests"
+    CSS_PATH = "requests.tcss"
+
+    def __init__(self) -> None:
+        super().__init__(name="requests")
+        self.rows: list[tuple[str, RequestRow]] = []
+        self.error: str | None = None
+        self.detail: list[RequestRow] | None = None
+        self.filters: dict[str, str] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(
+            placeholder="filters: model=digits version=v2 role=primary status=503", id="filters"
+        )
+        with Horizontal():
+            yield DataTable(id="requests", zebra_stripes=True, cursor_type="row")
+            yield Static("select a request", id="detail")
+        yield Static("", id="replay-note")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#requests", DataTable)
+        for label in (
+            "HOST",
+            "WHEN (UTC)",
+            "REQUEST",
+            "VERSION",
+            "ROLE",
+            "STATUS",
+            "TOTAL ms",
+            "FALLBACK",
+        ):
+            table.add_column(label)
+        table.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.filters = parse_filter(event.value)
+        self.app.load_requests(self.filters)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        index = event.cursor_row
+        if 0 <= index < len(self.rows):
+            host, row = self.rows[index]
+            self.app.load_request_detail(host, row.request_id)
+
+    def show(self, state: ConsoleState) -> None:
+        table = self.query_one("#requests", DataTable)
+        table.clear()
+        for host, r in self.rows:
+            table.add_row(
+                host,
+                r.ts.strftime("%H:%M:%S.%f")[:-3],
+                r.request_id[:24],
+                r.version or "-",
+                r.role,
+                str(r.status),
+                num(r.total_ms, "{:.1f}"),
+                r.fallback_from or "",
+            )
+        offered = any(s.offers(REPLAY_PATH) for s in state.hosts.values() if s.connected)
+        self.query_one("#replay-note", Static).update(
+            ""
+            if offered
+            else " replay: the agent does not offer replay yet (a later agent"
+            " release adds /v1/replay); the action is disabled"
+        )
+        detail = self.query_one("#detail", Static)
+        if self.error:
+            detail.update(f"[red]{self.error}[/]")
+        elif self.detail:
+            parts = []
+            for r in self.detail:
+                parts.append(
+                    f"[b]{r.role}[/b] {r.version} status {r.status}"
+                    f" sha256 {(r.sha256 or '')[:12]}\n"
+                    f"latency {num(r.latency_ms)} ms, total {num(r.total_ms)} ms"
+                    + (f"\nerror: {r.error}" if r.error else "")
+                    + f"\ninput: {json.dumps(r.input)[:300]}\noutput: {json.dumps(r.output)[:300]}"
+                )
+            detail.update("\n\n".join(parts))

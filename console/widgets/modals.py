@@ -1,0 +1,140 @@
+"""Modals for actions: a typed confirmation (No focused) and the traffic form."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from agent.client import ModelStatus
+
+
+class ConfirmTyped(ModalScreen[bool]):
+    """Dangerous actions: the operator types the version to confirm; "No" has the focus."""
+
+    DEFAULT_CSS = """
+    ConfirmTyped { align: center middle; }
+    ConfirmTyped > Vertical { width: 64; height: auto; border: thick $warning; padding: 1 2;
+                              background: $surface; }
+    ConfirmTyped Horizontal { height: auto; margin-top: 1; }
+    ConfirmTyped Button { margin-right: 2; }
+    """
+    BINDINGS: ClassVar = [("escape", "dismiss(False)", "Cancel")]
+
+    def __init__(self, question: str, phrase: str) -> None:
+        super().__init__()
+        self.question = question
+        self.phrase = phrase
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.question, id="question")
+            yield Label(f"Type [b]{self.phrase}[/b] to confirm:")
+            yield Input(placeholder=self.phrase, id="phrase")
+            with Horizontal():
+                yield Button("No", id="no", variant="primary")
+                yield Button("Yes", id="yes", variant="error", disabled=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.query_one("#yes", Button).disabled = event.value.strip() != self.phrase
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip() == self.phrase:
+            self.dismiss(True)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+class TrafficForm(ModalScreen[dict | None]):
+    """Weights per deployed version (must sum to 100), shadow and fallback."""
+
+    DEFAULT_CSS = """
+    TrafficForm { align: center middle; }
+    TrafficForm > Vertical { width: 70; height: auto; border: thick $accent; padding: 1 2;
+                             background: $surface; }
+    TrafficForm Grid { grid-size: 2; grid-columns: 20 1fr; height: auto; grid-rows: 3; }
+    TrafficForm #error { color: $error; height: auto; }
+    TrafficForm Horizontal { height: auto; margin-top: 1; }
+    TrafficForm Button { margin-right: 2; }
+    """
+    BINDINGS: ClassVar = [("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, model: ModelStatus) -> None:
+        super().__init__()
+        self.model = model
+
+    def compose(self) -> ComposeResult:
+        table = self.model.table
+        with Vertical():
+            yield Static(f"Traffic for [b]{self.model.model}[/b] (route #{table.route_version})")
+            with Grid():
+                for v in self.model.versions:
+                    yield Label(f"{v.version} %")
+                    yield Input(
+                        str(table.weights.get(v.version, 0)), id=f"w-{v.version}", type="integer"
+                    )
+                yield Label("shadow version")
+                yield Input(table.shadow.version if table.shadow else "", id="shadow-version")
+                yield Label("shadow fraction")
+                yield Input(
+                    f"{table.shadow.fraction:g}" if table.shadow else "0",
+                    id="shadow-fraction",
+                    type="number",
+                )
+                yield Label("fallback")
+                yield Input(table.fallback or "", id="fallback")
+            yield Static("", id="error")
+            with Horizontal():
+                yield Button("Apply", id="apply", variant="primary")
+                yield Button("Cancel", id="cancel")
+
+    def validated(self) -> dict | str:
+        weights = {}
+        for v in self.model.versions:
+            text = self.query_one(f"#w-{v.version}", Input).value.strip() or "0"
+            try:
+                weights[v.version] = int(text)
+            except ValueError:
+                return f"weight of {v.version} must be a whole number"
+            if not 0 <= weights[v.version] <= 100:
+                return f"weight of {v.version} must be 0..100"
+        if sum(weights.values()) != 100:
+            return f"weights sum to {sum(weights.values())}, not 100"
+        versions = {v.version for v in self.model.versions}
+        shadow_version = self.query_one("#shadow-version", Input).value.strip()
+        try:
+            fraction = float(self.query_one("#shadow-fraction", Input).value.strip() or "0")
+        except ValueError:
+            return "shadow fraction must be a number"
+        shadow = None
+        if shadow_version:
+            if shadow_version not in versions:
+                return f"shadow version {shadow_version} is not deployed"
+            if not 0 < fraction <= 1:
+                return "shadow fraction must be in (0, 1]"
+            shadow = (shadow_version, fraction)
+        fallback = self.query_one("#fallback", Input).value.strip() or None
+        if fallback and fallback not in versions:
+            return f"fallback {fallback} is not deployed"
+        return {
+            "weights": {k: w for k, w in weights.items() if w},
+            "shadow": shadow,
+            "fallback": fallback,
+        }
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+            return
+        result = self.validated()
+        if isinstance(result, str):
+            self.query_one("#error", Static).update(result)
+            return
+        self.dismiss(result)

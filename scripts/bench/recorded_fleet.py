@@ -1,0 +1,152 @@
+"""A recorded-looking fleet: host snapshots generated from a seed (the same every run), for
+the console benchmark and its snapshot tests."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from agent.client import HostInfo, LatencyPoint, ModelStatus
+from console.poller import HostSnapshot
+from serve.routing_table import RoutingTable
+
+THROTTLE = [[], [], [], ["sw_power_cap"], ["sw_thermal_slowdown"], ["hw_slowdown"]]
+START = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+def _gpus(rng: random.Random, host: int, count: int) -> tuple[list[dict], dict[str, list[float]]]:
+    latest, history = [], {}
+    for i in range(count):
+        uuid = f"GPU-{host:03d}-{i}"
+        series = [min(100.0, max(0.0, rng.gauss(60, 25))) for _ in range(30)]
+        history[uuid] = series
+        latest.append(
+            {
+                "gpu_index": i,
+                "uuid": uuid,
+                "name": "NVIDIA A100-SXM4-80GB",
+                "util_gpu": series[-1],
+                "mem_used": rng.randint(5, 78) << 30,
+                "mem_total": 80 << 30,
+                "temp_c": rng.randint(35, 84),
+                "power_w": rng.uniform(80, 400),
+                "throttle_reasons": rng.choice(THROTTLE),
+            }
+        )
+    return latest, history
+
+
+def recorded_fleet(hosts: int = 64, gpus: int = 8, seed: int = 0) -> dict[str, HostSnapshot]:
+    rng = random.Random(seed)
+    out: dict[str, HostSnapshot] = {}
+    for h in range(hosts):
+        name = f"gpu-{h:02d}"
+        controller = h == 0
+        latest, history = _gpus(rng, h, gpus)
+        cpu = [min(100.0, max(0.0, rng.gauss(40, 20))) for _ in range(30)]
+        mem = [min(100.0, max(0.0, rng.gauss(55, 10))) for _ in range(30)]
+        down = h % 29 == 7  # a couple of hosts are unreachable, as in real life
+        out[name] = HostSnapshot(
+            name=name,
+            address=f"{name}.example.internal",
+            connected=not down,
+            error="gpu-07: cannot reach gpu-07.example.internal over SSH: timed out"
+            if down
+            else None,
+            poll_ms=rng.uniform(20, 180),
+            retry_in_s=8.0 if down else None,
+            info=HostInfo(
+                hostname=name,
+                role="controller" if controller else "agent",
+                gpu_status=f"ok: {gpus} GPU(s)",
+                gpus=[],
+                cpu_count=128,
+                mem_total=1 << 40,
+                started_at=START,
+                collectors={"host": "ok", "gpu": "ok"},
+            ),
+            host={"cpu_pct": cpu[-1], "mem_pct": mem[-1], "load1": rng.uniform(1, 60)},
+            cpu_history=cpu,
+            mem_history=mem,
+            gpus=latest,
+            gpu_history=history,
+            models=_models() if controller else None,
+            latency=_latency() if controller else [],
+            paths=["/health", "/v1/host", "/v1/models", "/v1/audit", "/v1/requests"],
+        )
+    return out
+
+
+def _models() -> list[ModelStatus]:
+    table = RoutingTable.model_validate(
+        {
+            "route_version": 12,
+            "weights": {"v1": 90, "v2": 10},
+            "shadow": {"version": "v3", "fraction": 0.05},
+            "fallback": "v1",
+        }
+    )
+    scaling = {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 16}
+    return [
+        ModelStatus(
+            model="digits",
+            stable="v1",
+            previous_stable=["v0"],
+            table=table,
+            router_status="RUNNING",
+            versions=[
+                {
+                    "version": "v1",
+                    "weight": 90,
+                    "is_stable": True,
+                    "is_fallback": True,
+                    "app_status": "RUNNING",
+                    "replicas": {"RUNNING": 3},
+                    "autoscaling": scaling,
+                },
+                {
+                    "version": "v2",
+                    "weight": 10,
+                    "app_status": "RUNNING",
+                    "replicas": {"RUNNING": 1},
+                    "autoscaling": scaling,
+                },
+                {
+                    "version": "v3",
+                    "shadow_fraction": 0.05,
+                    "app_status": "DEPLOYING",
+                    "replicas": {"PENDING_ALLOCATION": 1},
+                    "autoscaling": scaling,
+                    "problem": "unschedulable: needs GPU 0.5, cluster has none",
+                },
+            ],
+        )
+    ]
+
+
+def _latency() -> list[LatencyPoint]:
+    t = START + timedelta(minutes=5)
+    return [
+        LatencyPoint(
+            t=t,
+            model="digits",
+            version="v1",
+            requests=5400,
+            rps=90.0,
+            error_rate=0.001,
+            p50_ms=21.0,
+            p95_ms=48.0,
+            p99_ms=85.0,
+        ),
+        LatencyPoint(
+            t=t,
+            model="digits",
+            version="v2",
+            requests=600,
+            rps=10.0,
+            error_rate=0.004,
+            p50_ms=19.0,
+            p95_ms=35.0,
+            p99_ms=61.0,
+        ),
+    ]

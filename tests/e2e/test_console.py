@@ -1,0 +1,229 @@
+"""The console driven by Textual's Pilot against real agents on 127.0.0.1 (real DuckDB files),
+and against a real local Ray Serve for model actions."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import time
+from collections import Counter
+
+import httpx
+import pytest
+from textual.widgets import Button, DataTable, Input, Static
+
+from console import actions
+from console.app import HelpScreen, TracksideConsole
+from console.sources import LocalSource
+from console.widgets.modals import ConfirmTyped, TrafficForm
+from scripts.bench.recorded_fleet import recorded_fleet
+from serve.model_store import ModelStore
+from tests.agent_process import AgentProcess, start_controller
+
+SIZE = (200, 50)
+
+
+async def until(pilot, condition, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        await pilot.pause()
+        if condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def two_agents(tmp_path):
+    a = AgentProcess(tmp_path / "a", interval=0.5).start()
+    b = AgentProcess(tmp_path / "b", interval=0.5).start()
+    yield a, b
+    for agent in (a, b):
+        if agent.proc and agent.proc.poll() is None:
+            agent.stop()
+
+
+def sources(*agents) -> list[LocalSource]:
+    return [LocalSource(a.url, token=a.token(), name=f"host-{i}") for i, a in enumerate(agents)]
+
+
+async def test_fleet_shows_every_host_and_one_going_away(two_agents):
+    a, b = two_agents
+    app = TracksideConsole(sources(a, b), poll_interval_s=0.5)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: all(s.connected for s in app.state.hosts.values()))
+        await until(pilot, lambda: app.screen.query_one("#hosts", DataTable).row_count == 2)
+        summary = str(app.screen.query_one("#summary", Static).render())
+        assert "2/2 hosts connected" in summary
+        b.stop(signal.SIGKILL)
+        await until(pilot, lambda: not app.state.hosts["host-1"].connected)
+        gone = app.state.hosts["host-1"]
+        assert "did not answer" in gone.error and gone.retry_in_s
+        before = app.state.hosts["host-0"].polled_at
+        await until(pilot, lambda: app.state.hosts["host-0"].polled_at > before)
+        table = app.screen.query_one("#hosts", DataTable)
+        row = [str(c) for c in table.get_row("host-1")]
+        assert "down" in row[1] and "did not answer" in row[-1]
+        assert app.state.hosts["host-0"].connected and app.state.hosts["host-0"].poll_ms > 0
+
+
+async def test_screens_say_what_the_agent_does_not_offer_yet(two_agents):
+    a, _ = two_agents
+    app = TracksideConsole(sources(a), poll_interval_s=0.5)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.hosts["host-0"].connected)
+        await pilot.press("d")
+        await until(pilot, lambda: app.screen.screen_name == "drift")
+        # No controller here: the screen says so rather than showing nothing.
+        assert "no controller" in str(app.screen.query_one("#body", Static).render())
+        await pilot.press("r")
+        await until(pilot, lambda: app.screen.screen_name == "requests")
+        note = str(app.screen.query_one("#replay-note", Static).render())
+        assert "does not offer replay yet" in note
+        assert app.check_action("replay", ()) is None  # greyed out
+        await pilot.press("o")
+        await until(pilot, lambda: app.screen.screen_name == "rollout")
+        for name in ("rollout_start", "rollout_pause", "rollout_resume", "rollout_abort"):
+            assert app.check_action(name, ()) is None
+
+
+async def test_readonly_greys_out_every_write_action():
+    app = TracksideConsole([], readonly=True)
+    async with app.run_test(size=SIZE) as pilot:
+        app.state.hosts = recorded_fleet(4, 2)
+        await pilot.press("m")
+        await until(pilot, lambda: app.screen.screen_name == "models")
+        for a in actions.ACTIONS:
+            if a.writes and "models" in a.screens:
+                assert app.check_action(a.name, ()) is None, a.name
+        await pilot.press("p")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmTyped)
+        assert app.sub_title == "read-only"
+
+
+async def test_help_and_palette_come_from_the_one_registry():
+    app = TracksideConsole([])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        assert app.screen.query_one(DataTable).row_count == len(actions.ACTIONS)
+        await pilot.press("escape")
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {":fleet", ":models", ":audit", ":requests"} <= titles
+        bound = {b.key for b in app.BINDINGS}
+        assert {a.key for a in actions.ACTIONS} == bound
+
+
+async def test_traffic_form_validates_before_sending():
+    app = TracksideConsole([])
+    async with app.run_test(size=SIZE) as pilot:
+        model = recorded_fleet(1, 1)["gpu-00"].models[0]
+        results = []
+        await app.push_screen(TrafficForm(model), results.append)
+        form = app.screen
+        form.query_one("#w-v1", Input).value = "80"
+        form.query_one("#w-v2", Input).value = "30"
+        form.query_one("#w-v3", Input).value = "0"
+        form.query_one("#apply", Button).press()
+        await pilot.pause()
+        assert "sum to 110" in str(form.query_one("#error", Static).render())
+        form.query_one("#w-v2", Input).value = "20"
+        form.query_one("#shadow-version", Input).value = "v9"
+        form.query_one("#apply", Button).press()
+        await pilot.pause()
+        assert "v9 is not deployed" in str(form.query_one("#error", Static).render())
+        form.query_one("#shadow-version", Input).value = "v3"
+        form.query_one("#apply", Button).press()
+        await pilot.pause()
+        assert results == [
+            {"weights": {"v1": 80, "v2": 20}, "shadow": ("v3", 0.05), "fallback": "v1"}
+        ]
+
+
+MODEL_TOML = """
+model = "digits"
+stable = "v1"
+[defaults]
+num_cpus = 0.25
+[defaults.autoscaling]
+min_replicas = 1
+max_replicas = 1
+[versions.v1]
+[versions.v2]
+[router]
+num_replicas = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def controller(ray_cluster, demo_store, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("console-controller")
+    store = ModelStore(tmp / "models")
+    shutil.copytree(demo_store.root, store.root)
+    (tmp / "digits.toml").write_text(MODEL_TOML)
+    agent, client = start_controller(tmp, ray_cluster, tmp / "digits.toml", store.root)
+    client.deploy("digits", "v2")
+    yield agent, client, ray_cluster
+    client.close()
+    agent.stop()
+
+
+def served(cluster, n: int = 20) -> Counter:
+    url = f"{cluster.serve_url}/models/digits/predict"
+    body = {"instances": [[0.0] * 64]}
+    return Counter(
+        httpx.post(url, json=body, timeout=30).headers["x-model-version"] for _ in range(n)
+    )
+
+
+async def _confirm(pilot, app, phrase: str) -> None:
+    await until(pilot, lambda: isinstance(app.screen, ConfirmTyped))
+    assert app.focused is app.screen.query_one("#no", Button)  # "No" has the focus
+    assert app.screen.query_one("#yes", Button).disabled
+    app.screen.query_one("#phrase", Input).value = phrase
+    await pilot.pause()
+    assert not app.screen.query_one("#yes", Button).disabled
+    app.screen.query_one("#yes", Button).press()
+    await pilot.pause()
+
+
+@pytest.mark.ray
+async def test_models_promote_rollback_and_a_rejected_action(controller):
+    agent, client, cluster = controller
+    app = TracksideConsole([LocalSource(agent.url, token=agent.token())], poll_interval_s=0.5)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("m")
+        await until(pilot, lambda: app.screen.query_one("#versions", DataTable).row_count == 2)
+        table = app.screen.query_one("#versions", DataTable)
+        assert [str(c) for c in table.get_row("digits/v1")][2] == "100%"
+        result = app.screen.query_one("#result", Static)
+
+        table.move_cursor(row=1)  # digits/v2
+        await pilot.press("p")
+        await _confirm(pilot, app, "v2")
+        await until(pilot, lambda: "promote digits" in str(result.render()), 60)
+        assert "v1=100 → v2=100" in str(result.render())
+        assert set(served(cluster)) == {"v2"}
+
+        # Retiring the stable version is refused by the agent: the console says why.
+        await pilot.press("x")
+        await _confirm(pilot, app, "v2")
+        await until(pilot, lambda: "refused" in str(result.render()), 30)
+        assert "still has traffic" in str(result.render())
+        assert {v.version for v in client.model("digits").versions} == {"v1", "v2"}
+
+        await pilot.press("b")
+        await _confirm(pilot, app, "v1")
+        await until(pilot, lambda: "rollback digits" in str(result.render()), 60)
+        assert set(served(cluster)) == {"v1"}
+
+        await pilot.press("a")
+        await until(pilot, lambda: app.screen.query_one("#audit", DataTable).row_count >= 3)
+        actions_seen = [
+            str(app.screen.query_one("#audit", DataTable).get_row_at(i)[3])
+            for i in range(app.screen.query_one("#audit", DataTable).row_count)
+        ]
+        assert {"promote", "rollback", "retire"} <= set(actions_seen)

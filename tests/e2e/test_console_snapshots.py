@@ -1,0 +1,41 @@
+"""SVG snapshots of the main screens on a recorded fleet (the same data every run), at the
+size of a laptop terminal (160x40) and at 80x24."""
+
+from __future__ import annotations
+
+from console.app import TracksideConsole
+from scripts.bench.recorded_fleet import recorded_fleet
+
+
+def app_with_fleet() -> TracksideConsole:
+    return TracksideConsole([], poll_interval_s=3600)
+
+
+async def fill(pilot) -> None:
+    pilot.app.state.hosts = recorded_fleet(6, 2)
+    pilot.app.refresh_screen()
+    await pilot.pause()
+
+
+async def models(pilot) -> None:
+    await fill(pilot)
+    await pilot.press("m")
+    await pilot.pause()
+    pilot.app.refresh_screen()
+    await pilot.pause()
+
+
+def test_fleet(snap_compare):
+    assert snap_compare(app_with_fleet(), terminal_size=(160, 40), run_before=fill)
+
+
+def test_fleet_at_80x24(snap_compare):
+    assert snap_compare(app_with_fleet(), terminal_size=(80, 24), run_before=fill)
+
+
+def test_models(snap_compare):
+    assert snap_compare(app_with_fleet(), terminal_size=(160, 40), run_before=models)
+
+
+def test_models_at_80x24(snap_compare):
+    assert snap_compare(app_with_fleet(), terminal_size=(80, 24), run_before=models)
