@@ -220,28 +220,21 @@ class Router:
         headers["x-model-version"] = version
         if fallback_from:
             headers["x-trackside-fallback-from"] = fallback_from
-        total_ms = (time.perf_counter() - started) * 1000.0
-        self._log(
-            RequestRecord(
-                request_id=request_id,
-                ts=ts,
-                model=self.model,
-                version=version,
-                role=role,
-                route_version=table.route_version,
-                status=status,
-                error=error,
-                latency_ms=answer["latency_ms"] if answer else None,
-                total_ms=total_ms,
-                input=_text(bytes(body)),
-                output=_text(out),
-                sha256=answer["sha256"] if answer else None,
-                host=self.host,
-                replica=self.replica,
-                sticky_key_hash=_hash_key(sticky_key) if sticky_key else None,
-                primary_request_id=request.headers.get(REPLAY_OF_HEADER) if forced else None,
-                fallback_from=fallback_from,
-            )
+        self._log_call(
+            request_id,
+            ts,
+            version,
+            role,
+            table,
+            status,
+            error,
+            answer,
+            started,
+            body,
+            out,
+            sticky_key_hash=_hash_key(sticky_key) if sticky_key else None,
+            primary_request_id=request.headers.get(REPLAY_OF_HEADER) if forced else None,
+            fallback_from=fallback_from,
         )
         if not forced:
             shadow = shadow_version(table, version, random.random())
@@ -290,25 +283,20 @@ class Router:
             error, status = failed.reason, failed.status
         except Exception as exc:  # a shadow never reaches the client, whatever happens
             error, status = repr(exc), 500
-        self._log(
-            RequestRecord(
-                request_id=request_id,
-                ts=ts,
-                model=self.model,
-                version=version,
-                role="shadow",
-                route_version=table.route_version,
-                status=status,
-                error=error,
-                latency_ms=answer["latency_ms"] if answer else None,
-                total_ms=(time.perf_counter() - started) * 1000.0,
-                input=_text(body),
-                output=_text(answer["body"]) if answer else None,
-                sha256=answer["sha256"] if answer else None,
-                host=self.host,
-                replica=self.replica,
-                primary_request_id=request_id,
-            )
+        output = answer["body"] if answer else None
+        self._log_call(
+            request_id,
+            ts,
+            version,
+            "shadow",
+            table,
+            status,
+            error,
+            answer,
+            started,
+            body,
+            output,
+            primary_request_id=request_id,
         )
 
     def _spawn(self, coro) -> None:
@@ -317,6 +305,43 @@ class Router:
         task.add_done_callback(self._tasks.discard)
 
     # -- the request log ----------------------------------------------------------------
+    def _log_call(
+        self,
+        request_id: str,
+        ts: datetime,
+        version: str,
+        role: str,
+        table: RoutingTable,
+        status: int,
+        error: str | None,
+        answer: dict | None,
+        started: float,
+        body: bytes,
+        output: bytes | None,
+        **extra: str | None,
+    ) -> None:
+        """One record per model call (the spool contract), built in one place."""
+        self._log(
+            RequestRecord(
+                request_id=request_id,
+                ts=ts,
+                model=self.model,
+                version=version,
+                role=role,
+                route_version=table.route_version,
+                status=status,
+                error=error,
+                latency_ms=answer["latency_ms"] if answer else None,
+                total_ms=(time.perf_counter() - started) * 1000.0,
+                input=_text(bytes(body)),
+                output=_text(output),
+                sha256=answer["sha256"] if answer else None,
+                host=self.host,
+                replica=self.replica,
+                **extra,
+            )
+        )
+
     def _log(self, record: RequestRecord) -> None:
         if self.spool is not None and self.settings.get("log_requests", True):
             self.spool.append(record)
