@@ -31,7 +31,9 @@ COLUMNS = [  # key, label, width
     ("gpu_hist", "GPU history", 20),
     ("throttle", "THROTTLE / ERROR", 40),
 ]
-KEYS = [c[0] for c in COLUMNS]
+# Below this width the history and poll columns go, so GPU numbers stay on screen.
+NARROW_BELOW = 140
+NARROW_DROP = {"poll", "cpu_hist", "load", "gpu_hist"}
 
 
 def host_state(s: HostSnapshot) -> Text:
@@ -42,43 +44,34 @@ def host_state(s: HostSnapshot) -> Text:
     return Text("connecting", style="yellow")
 
 
-def host_cells(s: HostSnapshot) -> list:
+def host_cells(s: HostSnapshot) -> dict:
     h = s.host
     gpu_status = s.info.gpu_status if s.info else ""
-    return [
-        s.name,
-        host_state(s),
-        num(s.poll_ms, "{:.0f}"),
-        pct(h.get("cpu_pct")),
-        sparkline(s.cpu_history),
-        pct(h.get("mem_pct")),
-        num(h.get("load1"), "{:.2f}"),
-        "none" if gpu_status.startswith("no GPU") else "",
-        "",
-        "",
-        "",
-        "",
-        Text(s.error or "", style="red") if not s.connected else "",
-    ]
+    return {
+        "host": s.name,
+        "state": host_state(s),
+        "poll": num(s.poll_ms, "{:.0f}"),
+        "cpu": pct(h.get("cpu_pct")),
+        "cpu_hist": sparkline(s.cpu_history),
+        "mem": pct(h.get("mem_pct")),
+        "load": num(h.get("load1"), "{:.2f}"),
+        "gpu": "none" if gpu_status.startswith("no GPU") else "",
+        "throttle": Text(s.error or "", style="red") if not s.connected else "",
+    }
 
 
-def gpu_cells(s: HostSnapshot, g: dict) -> list:
+def gpu_cells(s: HostSnapshot, g: dict) -> dict:
     throttle = ",".join(g.get("throttle_reasons") or [])
-    return [
-        f" └ gpu{g['gpu_index']}",
-        (g.get("name") or "")[:16],
-        "",
-        "",
-        "",
-        "",
-        "",
-        pct(g.get("util_gpu")),
-        f"{gib(g.get('mem_used'))}/{gib(g.get('mem_total'))}",
-        num(g.get("temp_c"), "{:.0f}C"),
-        num(g.get("power_w"), "{:.0f}W"),
-        sparkline(s.gpu_history.get(g["uuid"], [])),
-        Text(throttle, style="yellow") if throttle else "",
-    ]
+    return {
+        "host": f" └ gpu{g['gpu_index']}",
+        "state": (g.get("name") or "")[:16],
+        "gpu": pct(g.get("util_gpu")),
+        "gmem": f"{gib(g.get('mem_used'))}/{gib(g.get('mem_total'))}",
+        "temp": num(g.get("temp_c"), "{:.0f}C"),
+        "power": num(g.get("power_w"), "{:.0f}W"),
+        "gpu_hist": sparkline(s.gpu_history.get(g["uuid"], [])),
+        "throttle": Text(throttle, style="yellow") if throttle else "",
+    }
 
 
 class FleetScreen(ConsoleScreen):
@@ -90,6 +83,7 @@ class FleetScreen(ConsoleScreen):
         self.sort_by = "host"
         self._row_keys: list[str] = []
         self._cells: dict[str, list] = {}
+        self.keys: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -99,11 +93,27 @@ class FleetScreen(ConsoleScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#hosts", DataTable)
-        for key, label, width in COLUMNS:
-            table.add_column(label, key=key, width=width)
+        self._set_columns(self.app.size.width)
         self.query_one("#filter", Input).display = False
-        table.focus()
+        self.query_one("#hosts", DataTable).focus()
+
+    def _set_columns(self, width: int) -> None:
+        keys = [k for k, _, _ in COLUMNS if width >= NARROW_BELOW or k not in NARROW_DROP]
+        if keys == self.keys:
+            return
+        table = self.query_one("#hosts", DataTable)
+        table.clear(columns=True)
+        for key, label, w in COLUMNS:
+            if key in keys:
+                table.add_column(label, key=key, width=w)
+        self.keys = keys
+        self._row_keys = []
+
+    def on_resize(self, event) -> None:
+        before = self.keys
+        self._set_columns(event.size.width)
+        if self.keys != before:
+            self.app.refresh_screen()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.input.display = False
@@ -125,6 +135,7 @@ class FleetScreen(ConsoleScreen):
             self.app.refresh_screen()
 
     def rows(self, state: ConsoleState) -> list[tuple[str, list]]:
+        """(row key, cells in the order of the visible columns)."""
         snaps = [s for s in state.hosts.values() if state.filter.lower() in s.name.lower()]
         order = {
             "host": lambda s: s.name,
@@ -134,8 +145,11 @@ class FleetScreen(ConsoleScreen):
         }[self.sort_by]
         out = []
         for s in sorted(snaps, key=order):
-            out.append((s.name, host_cells(s)))
-            out += [(f"{s.name}/{g['uuid']}", gpu_cells(s, g)) for g in s.gpus]
+            cells = host_cells(s)
+            out.append((s.name, [cells.get(k, "") for k in self.keys]))
+            for g in s.gpus:
+                cells = gpu_cells(s, g)
+                out.append((f"{s.name}/{g['uuid']}", [cells.get(k, "") for k in self.keys]))
         return out
 
     def show(self, state: ConsoleState) -> None:
@@ -152,7 +166,7 @@ class FleetScreen(ConsoleScreen):
             # Same rows in the same order: change only the cells whose value changed.
             for key, cells in rows:
                 before = self._cells.get(key, [])
-                for i, (column, value) in enumerate(zip(KEYS, cells, strict=True)):
+                for i, (column, value) in enumerate(zip(self.keys, cells, strict=True)):
                     if i >= len(before) or before[i] != value:
                         table.update_cell(key, column, value)
                 self._cells[key] = cells
