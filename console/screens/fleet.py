@@ -84,6 +84,7 @@ class FleetScreen(ConsoleScreen):
         self._row_keys: list[str] = []
         self._cells: dict[str, list] = {}
         self.keys: list[str] = []
+        self._by_host: dict[str, tuple[HostSnapshot, list[str], list]] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -145,12 +146,20 @@ class FleetScreen(ConsoleScreen):
         }[self.sort_by]
         out = []
         for s in sorted(snaps, key=order):
-            cells = host_cells(s)
-            out.append((s.name, [cells.get(k, "") for k in self.keys]))
-            for g in s.gpus:
-                cells = gpu_cells(s, g)
-                out.append((f"{s.name}/{g['uuid']}", [cells.get(k, "") for k in self.keys]))
+            out += self._host_rows(s)
         return out
+
+    def _host_rows(self, s: HostSnapshot) -> list[tuple[str, list]]:
+        """A host's rows, rebuilt only when its snapshot (a new object per poll) changed."""
+        cached = self._by_host.get(s.name)
+        if cached is not None and cached[0] is s and cached[1] == self.keys:
+            return cached[2]
+        rows = [(s.name, [host_cells(s).get(k, "") for k in self.keys])]
+        for g in s.gpus:
+            cells = gpu_cells(s, g)
+            rows.append((f"{s.name}/{g['uuid']}", [cells.get(k, "") for k in self.keys]))
+        self._by_host[s.name] = (s, list(self.keys), rows)
+        return rows
 
     def show(self, state: ConsoleState) -> None:
         table = self.query_one("#hosts", DataTable)
