@@ -1,0 +1,122 @@
+"""Controller rules against a stand-in for Serve's REST API (httpx.MockTransport answering
+with documents shaped like Serve 2.60's): the 422 for a version that is not RUNNING, and a
+refused PUT that leaves the old table in force. The real-Serve paths are in
+tests/integration/test_controller.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from agent.api_models import TrafficRequest
+from agent.controller import ActionError, Controller, ModelState
+from agent.serve_api import ServeAPI
+from agent.store import Store
+from serve.model_config import parse_model_config
+from serve.routing_table import RoutingTable
+from serve.serve_config import ServeTarget
+
+
+def serve_doc(v2_status: str) -> dict:
+    def app(name: str, status: str) -> dict:
+        return {
+            "name": name,
+            "status": status,
+            "message": "",
+            "deployments": {"D": {"name": "D", "status": "HEALTHY", "message": "", "replicas": []}},
+        }
+
+    return {
+        "applications": {
+            "digits--v1": app("digits--v1", "RUNNING"),
+            "digits--v2": app("digits--v2", v2_status),
+            "digits--router": app("digits--router", "RUNNING"),
+        }
+    }
+
+
+class FakeServe:
+    def __init__(self, v2_status: str = "RUNNING", put_status: int = 200) -> None:
+        self.v2_status = v2_status
+        self.put_status = put_status
+        self.puts: list[dict] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/nodes":
+            return httpx.Response(
+                200,
+                json={
+                    "data": {
+                        "summary": [{"raylet": {"state": "ALIVE", "resourcesTotal": {"CPU": 4.0}}}]
+                    }
+                },
+            )
+        if request.method == "GET":
+            return httpx.Response(200, json=serve_doc(self.v2_status))
+        self.puts.append(json.loads(request.content))
+        return httpx.Response(self.put_status, text="controller unavailable")
+
+
+def controller(tmp_path, demo_store, fake: FakeServe) -> Controller:
+    store = Store(tmp_path / "agent.duckdb")
+    config = parse_model_config({"model": "digits", "versions": {"v1": {}, "v2": {}}})
+    ctl = Controller(
+        store=store,
+        serve_api=ServeAPI("http://serve.test", transport=httpx.MockTransport(fake)),
+        models=[config],
+        model_store=demo_store,
+        target=ServeTarget(store_root=demo_store.root, http_port=18000),
+        spool_dir=tmp_path / "spool",
+        replay_token="t",
+    )
+    table = RoutingTable(route_version=4, weights={"v1": 100})
+    store.put_state(
+        "model:digits",
+        ModelState(model="digits", versions=["v1", "v2"], table=table, stable="v1").model_dump(
+            mode="json"
+        ),
+    )
+    return ctl
+
+
+def test_traffic_to_a_version_that_is_not_running_is_422(tmp_path, demo_store):
+    fake = FakeServe(v2_status="DEPLOYING")
+    ctl = controller(tmp_path, demo_store, fake)
+    body = TrafficRequest(weights={"v1": 50, "v2": 50})
+    with pytest.raises(ActionError) as info:
+        asyncio.run(ctl.set_traffic("digits", body, "oncall"))
+    assert info.value.status == 422
+    assert "v2 of digits is DEPLOYING" in info.value.message
+    assert fake.puts == []  # nothing was applied
+    assert ctl.state("digits").table.route_version == 4
+    (row,) = ctl.store.query("SELECT action, result, error FROM audit")
+    assert row["result"] == "refused" and "DEPLOYING" in row["error"]
+
+
+def test_a_refused_put_leaves_the_old_table_in_force(tmp_path, demo_store):
+    fake = FakeServe(put_status=500)
+    ctl = controller(tmp_path, demo_store, fake)
+    with pytest.raises(ActionError) as info:
+        asyncio.run(ctl.set_traffic("digits", TrafficRequest(weights={"v1": 90, "v2": 10}), "me"))
+    assert info.value.status == 502
+    assert "route_version 4" in info.value.message and "still in force" in info.value.message
+    assert len(fake.puts) == 1 and ctl.state("digits").table.weights == {"v1": 100}
+    # The PUT carried the whole config: both versions and the router.
+    names = {a["name"] for a in fake.puts[0]["applications"]}
+    assert names == {"digits--v1", "digits--v2", "digits--router"}
+
+
+def test_a_successful_change_is_saved_and_audited(tmp_path, demo_store):
+    fake = FakeServe()
+    ctl = controller(tmp_path, demo_store, fake)
+    result = asyncio.run(
+        ctl.set_traffic("digits", TrafficRequest(weights={"v1": 90, "v2": 10}), "me")
+    )
+    assert result.before.route_version == 4 and result.after.route_version == 5
+    assert ctl.state("digits").table.weights == {"v1": 90, "v2": 10}
+    router = next(a for a in fake.puts[0]["applications"] if a["name"] == "digits--router")
+    table_cfg = next(d for d in router["deployments"] if d["name"] == "RoutingTableHolder")
+    assert table_cfg["user_config"]["table"]["weights"] == {"v1": 90, "v2": 10}
