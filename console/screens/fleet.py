@@ -1,18 +1,19 @@
 """Fleet: every host, its CPU, memory, GPUs, and recent history, sortable and filterable.
 
-Columns have fixed widths, and when the set of rows is unchanged only the cells whose value
-changed are updated: rebuilding 64 hosts x 8 GPUs on every refresh cost ~0.7 s.
+A host's rows are rebuilt only when its snapshot changed, and the table draws only the rows
+on screen (console/widgets/fleet_table.py).
 """
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Footer, Header, Input, Static
 
 from console.poller import HostSnapshot
 from console.screens.base import ConsoleScreen
 from console.state import ConsoleState
+from console.widgets.fleet_table import FleetTable
 from console.widgets.text import gib, num, pct, sparkline
 
 SORT_KEYS = ("host", "cpu", "mem", "gpu")
@@ -81,8 +82,6 @@ class FleetScreen(ConsoleScreen):
     def __init__(self) -> None:
         super().__init__(name="fleet")
         self.sort_by = "host"
-        self._row_keys: list[str] = []
-        self._cells: dict[str, list] = {}
         self.keys: list[str] = []
         self._by_host: dict[str, tuple[HostSnapshot, list[str], list]] = {}
 
@@ -90,25 +89,20 @@ class FleetScreen(ConsoleScreen):
         yield Header()
         yield Static("", id="summary")
         yield Input(placeholder="filter hosts (Enter to apply, Esc to clear)", id="filter")
-        yield DataTable(id="hosts", zebra_stripes=True, cursor_type="row")
+        yield FleetTable(id="hosts")
         yield Footer()
 
     def on_mount(self) -> None:
         self._set_columns(self.app.size.width)
         self.query_one("#filter", Input).display = False
-        self.query_one("#hosts", DataTable).focus()
+        self.query_one("#hosts", FleetTable).focus()
 
     def _set_columns(self, width: int) -> None:
         keys = [k for k, _, _ in COLUMNS if width >= NARROW_BELOW or k not in NARROW_DROP]
         if keys == self.keys:
             return
-        table = self.query_one("#hosts", DataTable)
-        table.clear(columns=True)
-        for key, label, w in COLUMNS:
-            if key in keys:
-                table.add_column(label, key=key, width=w)
+        self.query_one("#hosts", FleetTable).set_columns([c for c in COLUMNS if c[0] in keys])
         self.keys = keys
-        self._row_keys = []
 
     def on_resize(self, event) -> None:
         before = self.keys
@@ -118,21 +112,20 @@ class FleetScreen(ConsoleScreen):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.input.display = False
-        self.query_one("#hosts", DataTable).focus()
+        self.query_one("#hosts", FleetTable).focus()
 
     def key_escape(self) -> None:
         field = self.query_one("#filter", Input)
         if field.display:
             field.value = ""
             field.display = False
-            self.query_one("#hosts", DataTable).focus()
+            self.query_one("#hosts", FleetTable).focus()
             self.app.state.filter = ""
             self.app.refresh_screen()
 
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        key = str(event.column_key.value)
-        if key in SORT_KEYS:
-            self.sort_by = key
+    def on_fleet_table_header_selected(self, event: FleetTable.HeaderSelected) -> None:
+        if event.key in SORT_KEYS:
+            self.sort_by = event.key
             self.app.refresh_screen()
 
     def rows(self, state: ConsoleState) -> list[tuple[str, list]]:
@@ -162,29 +155,10 @@ class FleetScreen(ConsoleScreen):
         return rows
 
     def show(self, state: ConsoleState) -> None:
-        table = self.query_one("#hosts", DataTable)
         up = sum(s.connected for s in state.hosts.values())
         gpus = sum(len(s.gpus) for s in state.hosts.values())
         self.query_one("#summary", Static).update(
             f" {up}/{len(state.hosts)} hosts connected · {gpus} GPUs · sorted by {self.sort_by}"
             + (f" · filter '{state.filter}'" if state.filter else "")
         )
-        rows = self.rows(state)
-        keys = [k for k, _ in rows]
-        if keys == self._row_keys:
-            # Same rows in the same order: change only the cells whose value changed.
-            for key, cells in rows:
-                before = self._cells.get(key, [])
-                for i, (column, value) in enumerate(zip(self.keys, cells, strict=True)):
-                    if i >= len(before) or before[i] != value:
-                        table.update_cell(key, column, value)
-                self._cells[key] = cells
-            return
-        cursor = table.cursor_row
-        table.clear()
-        for key, cells in rows:
-            table.add_row(*cells, key=key)
-        self._row_keys = keys
-        self._cells = dict(rows)
-        if table.row_count:
-            table.move_cursor(row=min(cursor, table.row_count - 1))
+        self.query_one("#hosts", FleetTable).set_rows(self.rows(state))

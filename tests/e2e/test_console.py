@@ -16,6 +16,7 @@ from textual.widgets import Button, DataTable, Input, Static
 from console import actions
 from console.app import HelpScreen, TracksideConsole
 from console.sources import LocalSource
+from console.widgets.fleet_table import FleetTable
 from console.widgets.modals import ConfirmTyped, TrafficForm
 from scripts.bench.recorded_fleet import recorded_fleet
 from serve.model_store import ModelStore
@@ -53,16 +54,16 @@ async def test_fleet_shows_every_host_and_one_going_away(two_agents):
     app = TracksideConsole(sources(a, b), poll_interval_s=0.5)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: all(s.connected for s in app.state.hosts.values()))
-        await until(pilot, lambda: app.screen.query_one("#hosts", DataTable).row_count == 2)
-        summary = str(app.screen.query_one("#summary", Static).render())
-        assert "2/2 hosts connected" in summary
+        await until(pilot, lambda: app.screen.query_one("#hosts", FleetTable).row_count == 2)
+        summary = app.screen.query_one("#summary", Static)
+        await until(pilot, lambda: "2/2 hosts connected" in str(summary.render()))
         b.stop(signal.SIGKILL)
         await until(pilot, lambda: not app.state.hosts["host-1"].connected)
         gone = app.state.hosts["host-1"]
         assert "did not answer" in gone.error and gone.retry_in_s
         before = app.state.hosts["host-0"].polled_at
         await until(pilot, lambda: app.state.hosts["host-0"].polled_at > before)
-        table = app.screen.query_one("#hosts", DataTable)
+        table = app.screen.query_one("#hosts", FleetTable)
         row = [str(c) for c in table.get_row("host-1")]
         assert "down" in row[1] and "did not answer" in row[-1]
         assert app.state.hosts["host-0"].connected and app.state.hosts["host-0"].poll_ms > 0
