@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +78,13 @@ def _traffic_body(
     return body.model_dump(mode="json")
 
 
-class _Calls:
+class _Calls(ABC):
     """Every API call, written once. `_call` is blocking in AgentClient and a coroutine in
     AsyncAgentClient, so each method returns the value, or an awaitable of it."""
 
+    @abstractmethod
     def _call(self, kind: Any, method: str, path: str, **kw: Any) -> Any:
-        raise NotImplementedError
+        """Send one request and parse the answer into `kind`."""
 
     def health(self) -> Any:
         return self._call(None, "GET", "/health")

@@ -21,6 +21,7 @@ from agent.deployer import DeployError, wait_until_running
 from agent.serve_api import ServeAPI, ServeAPIError
 from agent.serve_status import ServeStatus, diagnose
 from agent.store import Store
+from serve.manifest import Manifest
 from serve.model_config import ModelConfig
 from serve.model_store import ModelStore, StoreError
 from serve.names import InvalidName, app_name, check_version, router_app_name
@@ -74,6 +75,7 @@ class Controller:
         self.replay_token_sha256 = hashlib.sha256(replay_token.encode()).hexdigest()
         self.apply_timeout_s = apply_timeout_s
         self._locks: dict[str, asyncio.Lock] = {}
+        self._manifests: dict[tuple[str, str], Manifest] = {}
         self.last_status: ServeStatus | None = None
 
     # -- state -------------------------------------------------------------------------------
@@ -139,10 +141,17 @@ class Controller:
     def _lock(self, model: str) -> asyncio.Lock:
         return self._locks.setdefault(model, asyncio.Lock())
 
-    def _manifest(self, model: str, version: str):
+    def _stored_manifest(self, model: str, version: str) -> Manifest:
+        """Versions are immutable, so a manifest read once is kept (status is polled often)."""
+        key = (model, version)
+        if key not in self._manifests:
+            self._manifests[key] = self.model_store.manifest(model, version)
+        return self._manifests[key]
+
+    def _manifest(self, model: str, version: str) -> Manifest:
         try:
             check_version(version)
-            return self.model_store.manifest(model, version)
+            return self._stored_manifest(model, version)
         except (StoreError, InvalidName) as exc:
             raise ActionError(422, f"unknown version {model}/{version}: {exc}") from exc
 
@@ -253,7 +262,7 @@ class Controller:
         self, model: str, stable: str, metrics: dict[str, float], version: str
     ) -> None:
         rules = self.models[model].blessing
-        base = self.model_store.manifest(model, stable).metrics
+        base = self._stored_manifest(model, stable).metrics
         failures = []
         for metric, rule in sorted(rules.items()):
             if metric not in metrics or metric not in base:
@@ -371,7 +380,7 @@ class Controller:
                         replicas[k] = replicas.get(k, 0) + v
                     autoscaling = dep.deployment_config.get("autoscaling_config") or autoscaling
             try:
-                manifest = self.model_store.manifest(model, version)
+                manifest = self._stored_manifest(model, version)
                 sha, metrics = manifest.sha256, manifest.metrics
             except StoreError:
                 sha, metrics = None, {}

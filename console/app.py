@@ -222,23 +222,22 @@ class TracksideConsole(App):
 
         self.push_screen(TrafficForm(status), done)
 
+    def _confirm_then(self, question: str, phrase: str, verb: str, model: str, args: dict) -> None:
+        """Ask for the typed phrase ("No" focused); only a confirmed action reaches the agent."""
+
+        def done(ok: bool | None) -> None:
+            if ok:
+                self.run_action_call(verb, model, args)
+
+        self.push_screen(ConfirmTyped(question, phrase), done)
+
     def action_promote(self) -> None:
         selected = self._selected()
         if selected is None:
             return
         model, version = selected
-
-        def done(ok: bool | None) -> None:
-            if ok:
-                self.run_action_call("promote", model, {"version": version})
-
-        self.push_screen(
-            ConfirmTyped(
-                f"Promote [b]{model}/{version}[/b]: 100% of traffic, and it becomes stable.",
-                version,
-            ),
-            done,
-        )
+        question = f"Promote [b]{model}/{version}[/b]: 100% of traffic, and it becomes stable."
+        self._confirm_then(question, version, "promote", model, {"version": version})
 
     def action_rollback(self) -> None:
         selected = self._selected()
@@ -251,29 +250,16 @@ class TracksideConsole(App):
             )
             return
         target = status.previous_stable[-1]
-
-        def done(ok: bool | None) -> None:
-            if ok:
-                self.run_action_call("rollback", status.model, {"to": target})
-
-        self.push_screen(
-            ConfirmTyped(
-                f"Roll back [b]{status.model}[/b] from {status.stable} to {target} (100%).", target
-            ),
-            done,
-        )
+        question = f"Roll back [b]{status.model}[/b] from {status.stable} to {target} (100%)."
+        self._confirm_then(question, target, "rollback", status.model, {"to": target})
 
     def action_retire(self) -> None:
         selected = self._selected()
         if selected is None:
             return
         model, version = selected
-
-        def done(ok: bool | None) -> None:
-            if ok:
-                self.run_action_call("retire", model, {"version": version})
-
-        self.push_screen(ConfirmTyped(f"Retire [b]{model}/{version}[/b].", version), done)
+        question = f"Retire [b]{model}/{version}[/b]."
+        self._confirm_then(question, version, "retire", model, {"version": version})
 
     def action_replay(self) -> None:
         self.notify("replay: the agent does not offer replay yet", severity="warning")
