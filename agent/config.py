@@ -43,6 +43,14 @@ class RetentionSettings(_Strict):
     every_s: float = Field(300, gt=0, description="how often retention runs")
 
 
+class StoreSettings(_Strict):
+    """DuckDB's own defaults (a thread per core, 80% of RAM) suit an analytics box, not a
+    daemon sharing a GPU host with the models it watches."""
+
+    threads: int = Field(2, ge=1, le=64)
+    memory_limit: str = Field("512MB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$")
+
+
 class ControllerSettings(_Strict):
     """The controller role (the agent on the Ray head host)."""
 
@@ -61,6 +69,7 @@ class AgentConfig(_Strict):
     api: ApiSettings = Field(default_factory=ApiSettings)
     collect: CollectSettings = Field(default_factory=CollectSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
 
     @property

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,9 @@ def setup_logging(level: str = "INFO") -> None:
 class Agent:
     def __init__(self, config: AgentConfig, nvml: Any = None) -> None:
         self.config = config
-        self.store = Store(config.db_path)
+        self.store = Store(
+            config.db_path, threads=config.store.threads, memory_limit=config.store.memory_limit
+        )
         self.token = ensure_secret(config.token_path)
         self.gpu = GpuCollector(nvml=nvml)
         self.host = HostCollector()
@@ -177,6 +180,11 @@ class Agent:
             raise
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
+        # Collectors and ingest take turns on DuckDB anyway; the default pool would grow to
+        # min(32, cores + 4) threads on a big GPU host.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=4, thread_name_prefix="agent")
+        )
         if self.config.controller.enabled:
             self.controller = self._make_controller()
             self.ctx.controller = self.controller

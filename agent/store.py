@@ -147,11 +147,18 @@ def naive_utc(value: datetime) -> datetime:
 
 
 class Store:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(
+        self, path: Path | str, threads: int | None = None, memory_limit: str | None = None
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        config: dict[str, str | int] = {}
+        if threads is not None:
+            config["threads"] = threads
+        if memory_limit is not None:
+            config["memory_limit"] = memory_limit
         try:
-            self.con = duckdb.connect(str(self.path))
+            self.con = duckdb.connect(str(self.path), config=config)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise StoreLocked(

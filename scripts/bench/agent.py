@@ -20,16 +20,23 @@ from agent.store import REQUEST_COLUMNS, Store
 from serve.local_cluster import free_port
 
 
-def idle_cost(seconds: float, tmp: Path) -> tuple[float, float]:
-    port = free_port()
+def agent_command(tmp: Path, port: int) -> list[str]:
     config = tmp / "agent.toml"
     config.write_text(
         f'data_dir = "{tmp / "data"}"\n[api]\nport = {port}\n[collect]\ninterval_s = 1.0\n'
     )
+    return [sys.executable, "-m", "agent.daemon", "--config", str(config)]
+
+
+def floor_command(tmp: Path, port: int) -> list[str]:
+    return [sys.executable, "-m", "scripts.bench.agent_floor", str(tmp / "floor.duckdb"), str(port)]
+
+
+def idle_cost(seconds: float, tmp: Path, command) -> tuple[float, float]:
+    """CPU (% of one core) and peak RSS (MiB) of a daemon left alone for `seconds`."""
+    port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.daemon", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        command(tmp, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + 30
@@ -108,18 +115,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        cpu, rss = idle_cost(args.seconds, Path(tmp))
+        cpu, rss = idle_cost(args.seconds, Path(tmp), agent_command)
+    with tempfile.TemporaryDirectory() as tmp:
+        floor_cpu, floor_rss = idle_cost(args.seconds, Path(tmp), floor_command)
     with tempfile.TemporaryDirectory() as tmp:
         rate, floor = ingest_rate(Path(tmp), args.rows)
     print(f"\nagent cost ({args.seconds:.0f} s idle at 1 Hz; {args.rows:,} spooled rows)")
     print(f"{'measure':<40}{'value':>14}{'target':>12}")
     print(f"{'idle CPU, % of one core':<40}{cpu:>14.2f}{'<= 1':>12}")
     print(f"{'idle RSS, MiB':<40}{rss:>14.1f}{'<= 80':>12}")
+    print(f"{'bare stack (FastAPI+DuckDB), CPU %':<40}{floor_cpu:>14.2f}{'':>12}")
+    print(f"{'bare stack (FastAPI+DuckDB), RSS MiB':<40}{floor_rss:>14.1f}{'':>12}")
     print(f"{'ingest, rows/s (idempotent)':<40}{rate:>14,.0f}{'>= 300k':>12}")
     print(f"{'plain INSERT (no dedup), rows/s':<40}{floor:>14,.0f}{'':>12}")
     print(f"ingest / plain insert = {rate / floor:.2f}")
     print(
-        f"RESULT agent cpu_pct={cpu:.3f} rss_mib={rss:.1f} ingest_rows_s={rate:.0f}"
+        f"RESULT agent cpu_pct={cpu:.3f} rss_mib={rss:.1f} bare_stack_rss_mib={floor_rss:.1f}"
+        f" rss_vs_bare_stack={rss / floor_rss:.3f} ingest_rows_s={rate:.0f}"
         f" floor_rows_s={floor:.0f} ingest_vs_floor={rate / floor:.3f}"
     )
     return 0
