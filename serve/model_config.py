@@ -90,6 +90,10 @@ class RouterOptions(_Strict):
     # replacement.
     timeout_s: float = Field(2.0, gt=0)
     shadow_timeout_s: float = Field(5.0, gt=0)
+    # Shadow copies use spare capacity only: a router replica answering more requests than
+    # this at once sends none (counted as shed), so a saturated host serves its clients
+    # first. 0 sheds every shadow.
+    shadow_shed_above: int = Field(8, ge=0)
     num_replicas: int = Field(1, ge=1)
     num_cpus: float = Field(0.25, gt=0)
     max_ongoing_requests: int = Field(256, ge=1)

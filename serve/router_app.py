@@ -101,6 +101,9 @@ class Router:
         self._watch_task = asyncio.get_running_loop().create_task(self._watch())
         self._flush_task = asyncio.get_running_loop().create_task(self._flush_loop())
         self.switches: list[tuple[int, float]] = []
+        self.in_flight = 0  # client requests this replica is answering now
+        self.shadows_sent = 0
+        self.shadows_shed = 0
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         self.settings = dict(config)
@@ -173,6 +176,13 @@ class Router:
             return JSONResponse(self.describe())
         if request.method != "POST":
             return JSONResponse({"error": "use POST with a JSON body"}, 405)
+        self.in_flight += 1
+        try:
+            return await self._route(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _route(self, request: Request) -> Response:
         started = time.perf_counter()
         ts = datetime.now(UTC)
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
@@ -239,7 +249,7 @@ class Router:
         if not forced:
             shadow = shadow_version(table, version, random.random())
             if shadow is not None:
-                self._spawn(self._shadow(shadow, bytes(body), request_id, table))
+                self._send_shadow(shadow, bytes(body), request_id, table)
         return Response(out, status, headers=headers, media_type="application/json")
 
     def _error_body(
@@ -267,6 +277,20 @@ class Router:
             return None
         presented = hashlib.sha256(token.encode()).hexdigest()
         return version if hmac.compare_digest(presented, expected) else None
+
+    def _send_shadow(self, version: str, body: bytes, request_id: str, table: RoutingTable) -> None:
+        if self.in_flight > int(self.settings.get("shadow_shed_above", 8)):
+            self.shadows_shed += 1
+            if self.shadows_shed == 1 or self.shadows_shed % 1000 == 0:
+                log.warning(
+                    "router %s is busy (%d requests in flight): %d shadow copies shed so far",
+                    self.replica,
+                    self.in_flight,
+                    self.shadows_shed,
+                )
+            return
+        self.shadows_sent += 1
+        self._spawn(self._shadow(version, body, request_id, table))
 
     async def _shadow(
         self, version: str, body: bytes, request_id: str, table: RoutingTable
@@ -369,12 +393,20 @@ class Router:
             "replica": self.replica,
             "table": self.table.model_dump() if self.table else None,
             "spool": spool,
+            "shadow": {
+                "sent": self.shadows_sent,
+                "shed": self.shadows_shed,
+                "in_flight": sum(1 for t in self._tasks if not t.done()),
+            },
+            "in_flight": self.in_flight,
         }
 
     async def __del__(self) -> None:
-        # Graceful shutdown: wait briefly for shadows in flight, then flush what we hold.
+        # Graceful shutdown (Serve has drained client requests): shadows in flight end
+        # within their timeout and are logged; then flush what we hold.
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=2)
+            timeout = float(self.settings.get("shadow_timeout_s", 5)) + 0.5
+            await asyncio.wait(list(self._tasks), timeout=timeout)
         if self.spool is not None:
             self.spool.close()
 

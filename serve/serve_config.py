@@ -175,6 +175,7 @@ def router_app_config(
     router_settings: dict[str, Any] = {
         "timeout_s": options.timeout_s,
         "shadow_timeout_s": options.shadow_timeout_s,
+        "shadow_shed_above": options.shadow_shed_above,
         "max_body_bytes": options.max_body_bytes,
         "log_requests": options.log_requests,
         "flush_interval_s": options.flush_interval_s,

@@ -115,7 +115,14 @@ async def closed_loop(url: str, clients: int, seconds: float) -> dict[str, float
         "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "rps": len(latencies) / elapsed,
         "failed": failures,
+        "requests": len(latencies),
     }
+
+
+async def shadows_sent(base: str) -> int:
+    """Shadow copies the (one-replica) router has sent so far."""
+    async with aiohttp.ClientSession() as session, session.get(base + "/models/digits") as r:
+        return (await r.json())["shadow"]["sent"]
 
 
 async def measure(base: str, rounds: int, seconds: float) -> dict[tuple[str, int], list[dict]]:
@@ -128,9 +135,11 @@ async def measure(base: str, rounds: int, seconds: float) -> dict[tuple[str, int
             if r % 2:
                 order.reverse()  # alternate so drift in the machine hits every path alike
             for name, path in order:
-                out.setdefault((name, clients), []).append(
-                    await closed_loop(base + path, clients, seconds)
-                )
+                sent = await shadows_sent(base)
+                run = await closed_loop(base + path, clients, seconds)
+                # The share of requests that really got a shadow copy (shed when busy).
+                run["shadowed"] = (await shadows_sent(base) - sent) / run["requests"]
+                out.setdefault((name, clients), []).append(run)
     return out
 
 
@@ -152,14 +161,18 @@ def main(argv: list[str] | None = None) -> int:
             results = asyncio.run(measure(cluster.serve_url, args.rounds, args.seconds))
             spooled = len(list((tmp_path / "spool").glob("*.parquet")))
     print(f"\nrouter overhead ({args.rounds} rounds x {args.seconds:g}s per path; medians)")
-    print(f"{'path':<22}{'clients':>8}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}{'failed':>8}")
+    print(
+        f"{'path':<22}{'clients':>8}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}{'failed':>8}"
+        f"{'shadowed':>10}"
+    )
     table = {}
     for (name, clients), runs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        row = {k: median_of(runs, k) for k in ("p50", "p99", "rps")}
+        row = {k: median_of(runs, k) for k in ("p50", "p99", "rps", "shadowed")}
         row["failed"] = sum(run["failed"] for run in runs)
         table[(name, clients)] = row
         print(
-            f"{name:<22}{clients:>8}{row['p50']:>10.1f}{row['p99']:>10.1f}{row['rps']:>10.1f}{row['failed']:>8}"
+            f"{name:<22}{clients:>8}{row['p50']:>10.1f}{row['p99']:>10.1f}{row['rps']:>10.1f}"
+            f"{row['failed']:>8}{row['shadowed']:>10.1%}"
         )
     ratios = {}
     for clients in (1, 16):
@@ -177,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"spool files written by (d): {spooled}")
     fields = " ".join(f"{k}_c{cl}={v:.3f}" for cl, rs in ratios.items() for k, v in rs.items())
+    fields += " " + " ".join(
+        f"d_shadowed_c{cl}={table[('d_router_log_shadow', cl)]['shadowed']:.3f}" for cl in (1, 16)
+    )
     print(f"RESULT router_overhead {fields}")
     return 0
 

@@ -104,6 +104,39 @@ async def test_readonly_greys_out_every_write_action():
         assert app.sub_title == "read-only"
 
 
+def host_order(table: FleetTable) -> list[str]:
+    return [key for key, _ in table.rows if "/" not in key]  # host rows, not their GPUs
+
+
+async def test_fleet_sorts_by_a_clicked_header_and_filters_with_slash():
+    app = TracksideConsole([], poll_interval_s=3600)
+    async with app.run_test(size=SIZE) as pilot:
+        fleet = recorded_fleet(6, 2)
+        app.state.hosts = dict(fleet)
+        app.refresh_screen()
+        await pilot.pause()
+        table = app.screen.query_one(FleetTable)
+        assert host_order(table) == sorted(fleet)
+        x = 0
+        for key, _, width in table.columns:  # the CPU header's first column
+            if key == "cpu":
+                break
+            x += width + 1
+        await pilot.click(FleetTable, offset=(x + 1, 0))
+        await until(pilot, lambda: host_order(table) != sorted(fleet))
+        by_cpu = sorted(fleet, key=lambda n: -fleet[n].host["cpu_pct"])
+        assert host_order(table) == by_cpu
+        assert "sorted by cpu" in str(app.screen.query_one("#summary", Static).render())
+
+        await pilot.press("slash")
+        await pilot.press(*"gpu-03", "enter")
+        await until(pilot, lambda: host_order(table) == ["gpu-03"])
+        assert len(table.rows) == 3  # the host and its two GPUs
+        assert table.has_focus  # back on the table after Enter
+        await pilot.press("slash", "escape")
+        await until(pilot, lambda: host_order(table) == by_cpu)
+
+
 async def test_help_and_palette_come_from_the_one_registry():
     app = TracksideConsole([])
     async with app.run_test(size=SIZE) as pilot:

@@ -29,6 +29,9 @@ def agent(tmp_path):
     a.stop()
 
 
+USERS: list[str] = []  # who the in-process server saw log in
+
+
 class AgentOnlyServer(asyncssh.SSHServer):
     """Allows forwarding to the agent's loopback port and nothing else."""
 
@@ -39,6 +42,8 @@ class AgentOnlyServer(asyncssh.SSHServer):
         return dest_host == "127.0.0.1" and dest_port == self.agent_port
 
     def begin_auth(self, username: str) -> bool:
+        self.username = username
+        USERS.append(username)
         return True
 
     def public_key_auth_supported(self) -> bool:
@@ -133,6 +138,38 @@ async def test_unknown_host_key_is_refused_with_a_clear_message(agent, tmp_path)
         missing = entry.model_copy(update={"known_hosts": tmp_path / "nope"})
         with pytest.raises(TunnelError, match="no known_hosts file"):
             await open_tunnel(missing)
+    finally:
+        server.close()
+
+
+async def test_ssh_config_supplies_host_port_user_and_key(agent, tmp_path, monkeypatch):
+    """A fleet entry that names only an alias: ~/.ssh/config says where, who and which key."""
+    host_key, client_key, client_path = _keys(tmp_path)
+    port = free_port()
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        "Host gpu-alias\n"
+        "    HostName 127.0.0.1\n"
+        f"    Port {port}\n"
+        "    User ops-from-config\n"
+        f"    IdentityFile {client_path}\n"
+    )
+    monkeypatch.setenv("HOME", str(home))
+    server = await _serve(agent, host_key, client_key, port)
+    try:
+        entry = HostEntry(
+            name="aliased",
+            address="gpu-alias",
+            known_hosts=_known_hosts(tmp_path, port, host_key),
+            agent_port=agent.port,
+        )
+        tunnel = await open_tunnel(entry)
+        try:
+            assert tunnel.token == agent.token()
+            assert USERS[-1] == "ops-from-config"
+        finally:
+            await tunnel.close()
     finally:
         server.close()
 

@@ -347,3 +347,72 @@ def test_spool_bound_drops_are_counted_and_serving_continues(router):
         > 0
     )
     assert rows
+
+
+def _shadow_counters(router) -> dict[str, int]:
+    """Sent and shed shadow copies, summed over the router's replicas."""
+
+    async def ask(client: httpx.AsyncClient) -> dict:
+        return (await client.get(f"{router.cluster.serve_url}/models/digits")).json()
+
+    async def ask_all() -> list[dict]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            return await asyncio.gather(*(ask(client) for _ in range(16)))
+
+    infos: dict[str, dict] = {}
+    for _ in range(10):  # concurrent asks spread over the replicas
+        infos.update({i["replica"]: i["shadow"] for i in asyncio.run(ask_all())})
+        if len(infos) == ROUTER["num_replicas"]:
+            break
+    assert len(infos) == ROUTER["num_replicas"]
+    return {k: sum(i[k] for i in infos.values()) for k in ("sent", "shed")}
+
+
+def test_shadows_are_shed_while_a_replica_is_busy_and_only_then(router):
+    router.set_table(
+        {"v1": 100}, shadow={"version": "v2", "fraction": 1.0}, router={"shadow_shed_above": 2}
+    )
+    quiet, busy = uuid.uuid4().hex[:8], uuid.uuid4().hex[:8]
+    before = _shadow_counters(router)
+    fire(router.url, 20, concurrency=1, headers=lambda i: {"x-request-id": f"{quiet}-{i}"})
+    responses = fire(
+        router.url, 300, concurrency=32, headers=lambda i: {"x-request-id": f"{busy}-{i}"}
+    )
+    assert all(r.status_code == 200 for r in responses)  # shedding never touches clients
+    after = _shadow_counters(router)
+
+    def shadows(marker: str) -> int:
+        return sum(1 for r in router.records(f"request_id LIKE '{marker}-%'") if r[2] == "shadow")
+
+    assert shadows(quiet) == 20  # one request at a time: every copy sent
+    shadowed = shadows(busy)
+    assert shadowed < 300
+    assert after["shed"] - before["shed"] == 300 - shadowed
+    assert after["sent"] - before["sent"] == 20 + shadowed
+
+
+def test_graceful_shutdown_logs_the_shadows_in_flight(router):
+    # Runs last: it removes the router application (a graceful shutdown of its replicas).
+    router.set_table({"v1": 100}, shadow={"version": "v2", "fraction": 1.0})
+    doc = serve_status(router.cluster)["applications"]["digits--v2"]
+    (dep,) = doc["deployments"].values()
+    pids = [r["pid"] for r in dep["replicas"] if r["state"] == "RUNNING"]
+    marker = uuid.uuid4().hex[:8]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)  # every shadow hangs until its 3 s timeout
+    try:
+        responses = fire(
+            router.url, 10, concurrency=2, headers=lambda i: {"x-request-id": f"{marker}-{i}"}
+        )
+        assert all(r.status_code == 200 for r in responses)
+        deploy(router.cluster, router.store, {"digits": ["v1", "v2", "broken"]})  # no router
+        deadline = time.monotonic() + 60
+        while "digits--router" in serve_status(router.cluster)["applications"]:
+            assert time.monotonic() < deadline, "the router was not removed"
+            time.sleep(0.5)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    rows = router.records(f"request_id LIKE '{marker}-%'")
+    assert sorted(r[2] for r in rows) == ["primary"] * 10 + ["shadow"] * 10
+    assert all("did not answer within 3s" in r[7] for r in rows if r[2] == "shadow")
