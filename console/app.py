@@ -7,6 +7,7 @@ it down to the active screen. Actions come from one registry (console/actions.py
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterable
 from typing import ClassVar
 
@@ -94,6 +95,10 @@ class TracksideConsole(App):
         self._dirty = False
         self.set_interval(0.25, self._redraw_if_dirty)
         self.push_screen("fleet")
+        # What exists now (Textual, Rich, our modules: hundreds of thousands of objects)
+        # lives as long as the app; keep it out of the collector's full passes, which
+        # otherwise stall a redraw for ~100 ms every so often.
+        gc.freeze()
         for source in self.sources:
             self.wake[source.name] = asyncio.Event()
             self.run_worker(

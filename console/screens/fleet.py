@@ -13,7 +13,7 @@ from textual.widgets import Footer, Header, Input, Static
 from console.poller import HostSnapshot
 from console.screens.base import ConsoleScreen
 from console.state import ConsoleState
-from console.widgets.fleet_table import FleetTable
+from console.widgets.fleet_table import FleetTable, LazyCells, Row
 from console.widgets.text import gib, num, pct, sparkline
 
 SORT_KEYS = ("host", "cpu", "mem", "gpu")
@@ -83,7 +83,7 @@ class FleetScreen(ConsoleScreen):
         super().__init__(name="fleet")
         self.sort_by = "host"
         self.keys: list[str] = []
-        self._by_host: dict[str, tuple[HostSnapshot, list[str], list]] = {}
+        self._by_host: dict[str, tuple[HostSnapshot, list[str], list[Row]]] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -128,7 +128,7 @@ class FleetScreen(ConsoleScreen):
             self.sort_by = event.key
             self.app.refresh_screen()
 
-    def rows(self, state: ConsoleState) -> list[tuple[str, list]]:
+    def rows(self, state: ConsoleState) -> list[Row]:
         """(row key, cells in the order of the visible columns)."""
         snaps = [s for s in state.hosts.values() if state.filter.lower() in s.name.lower()]
         order = {
@@ -142,16 +142,22 @@ class FleetScreen(ConsoleScreen):
             out += self._host_rows(s)
         return out
 
-    def _host_rows(self, s: HostSnapshot) -> list[tuple[str, list]]:
-        """A host's rows, rebuilt only when its snapshot (a new object per poll) changed."""
+    def _host_rows(self, s: HostSnapshot) -> list[Row]:
+        """A host's rows, rebuilt only when its snapshot (a new object per poll) changed,
+        and their cells only when drawn."""
         cached = self._by_host.get(s.name)
         if cached is not None and cached[0] is s and cached[1] == self.keys:
             return cached[2]
-        rows = [(s.name, [host_cells(s).get(k, "") for k in self.keys])]
+        keys = list(self.keys)
+
+        def pick(cells: dict) -> list:
+            return [cells.get(k, "") for k in keys]
+
+        rows: list[Row] = [(s.name, LazyCells(lambda: pick(host_cells(s))))]
         for g in s.gpus:
-            cells = gpu_cells(s, g)
-            rows.append((f"{s.name}/{g['uuid']}", [cells.get(k, "") for k in self.keys]))
-        self._by_host[s.name] = (s, list(self.keys), rows)
+            key = f"{s.name}/{g['uuid']}"
+            rows.append((key, LazyCells(lambda g=g: pick(gpu_cells(s, g)))))
+        self._by_host[s.name] = (s, keys, rows)
         return rows
 
     def show(self, state: ConsoleState) -> None:
@@ -159,6 +165,7 @@ class FleetScreen(ConsoleScreen):
         gpus = sum(len(s.gpus) for s in state.hosts.values())
         self.query_one("#summary", Static).update(
             f" {up}/{len(state.hosts)} hosts connected · {gpus} GPUs · sorted by {self.sort_by}"
-            + (f" · filter '{state.filter}'" if state.filter else "")
+            + (f" · filter '{state.filter}'" if state.filter else ""),
+            layout=False,  # one line, always: no need to lay the screen out again
         )
         self.query_one("#hosts", FleetTable).set_rows(self.rows(state))

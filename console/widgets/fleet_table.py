@@ -4,6 +4,7 @@ for a 64-host x 8-GPU fleet here); this draws a row as one strip of plain segmen
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.segment import Segment
@@ -17,6 +18,25 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 Cell = str | Text
+
+
+class LazyCells:
+    """A row's cells, built the first time the row is drawn: a 64-host x 8-GPU fleet has
+    ~600 rows and a screen shows ~45, so most rows of a refresh are never built."""
+
+    __slots__ = ("_build", "_cells")
+
+    def __init__(self, build: Callable[[], list[Cell]]) -> None:
+        self._build: Callable[[], list[Cell]] | None = build
+        self._cells: list[Cell] = []
+
+    def get(self) -> list[Cell]:
+        if self._build is not None:
+            self._cells, self._build = self._build(), None
+        return self._cells
+
+
+Row = tuple[str, "list[Cell] | LazyCells"]
 HEADER = Style(bold=True)
 CURSOR = Style(reverse=True)
 GAP = 1  # blank columns between cells
@@ -40,7 +60,7 @@ class FleetTable(ScrollView, can_focus=True):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.columns: list[tuple[str, str, int]] = []
-        self.rows: list[tuple[str, list[Cell]]] = []
+        self.rows: list[Row] = []
         self.index: dict[str, int] = {}
         self.cursor_row = 0
 
@@ -49,7 +69,7 @@ class FleetTable(ScrollView, can_focus=True):
         self.columns = list(columns)
         self._resize()
 
-    def set_rows(self, rows: list[tuple[str, list[Cell]]]) -> None:
+    def set_rows(self, rows: list[Row]) -> None:
         self.rows = rows
         self.index = {key: i for i, (key, _) in enumerate(rows)}
         self.cursor_row = min(self.cursor_row, max(len(rows) - 1, 0))
@@ -61,7 +81,11 @@ class FleetTable(ScrollView, can_focus=True):
         return len(self.rows)
 
     def get_row(self, key: str) -> list[Cell]:
-        return self.rows[self.index[key]][1]
+        return self._cells(self.index[key])
+
+    def _cells(self, index: int) -> list[Cell]:
+        cells = self.rows[index][1]
+        return cells.get() if isinstance(cells, LazyCells) else cells
 
     def _resize(self) -> None:
         width = sum(w + GAP for _, _, w in self.columns)
@@ -89,7 +113,7 @@ class FleetTable(ScrollView, can_focus=True):
             base = CURSOR if index == self.cursor_row and self.has_focus else Style()
             if index == self.cursor_row and not self.has_focus:
                 base = Style(underline=True)
-            cells = self.rows[index][1]
+            cells = self._cells(index)
             segments = [
                 self._cell(v, w, base) for v, (_, _, w) in zip(cells, self.columns, strict=False)
             ]

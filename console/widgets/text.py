@@ -6,15 +6,9 @@ BARS = "▁▂▃▄▅▆▇█"
 
 
 def sparkline(values: list[float], lo: float = 0.0, hi: float = 100.0, width: int = 20) -> str:
-    if not values:
-        return ""
-    values = values[-width:]
-    span = max(hi - lo, 1e-9)
-    out = []
-    for v in values:
-        frac = min(max((v - lo) / span, 0.0), 1.0)
-        out.append(BARS[min(int(frac * len(BARS)), len(BARS) - 1)])
-    return "".join(out)
+    scale = len(BARS) / max(hi - lo, 1e-9)
+    top = len(BARS) - 1
+    return "".join(BARS[min(max(int((v - lo) * scale), 0), top)] for v in values[-width:])
 
 
 def pct(value: float | None) -> str:
