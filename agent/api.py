@@ -11,8 +11,9 @@ import hmac
 import json
 import os
 import socket
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import psutil
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
@@ -24,7 +25,12 @@ from agent.api_models import (
     ActionResult,
     AuditEntry,
     DeployRequest,
+    DriftHistogram,
+    DriftPoint,
+    DriftReport,
+    DriftThresholdsBody,
     ErrorBody,
+    FeatureDrift,
     GpuInfo,
     Health,
     HostInfo,
@@ -37,6 +43,10 @@ from agent.api_models import (
 )
 from agent.controller import ActionError, Controller
 from agent.store import HOST_ROLLUP, Store, naive_utc, utcnow
+from serve.model_store import StoreError
+
+if TYPE_CHECKING:
+    from agent.analysis.drift import DriftSource, FeatureResult
 
 MAX_POINTS = 5000
 bearer = HTTPBearer(auto_error=False)
@@ -291,6 +301,115 @@ def create_app(ctx: AgentContext) -> FastAPI:
                     row[key] = json.loads(row[key]) if row[key] else None
         return [RequestRow(**r) for r in rows]
 
+    # Drift needs numpy and scipy (~40 MiB): imported on the first drift request, so an
+    # agent nobody asks about drift stays small.
+    def drift_source(model: str, version: str | None) -> DriftSource:
+        from agent.analysis.drift import DriftSource
+
+        ctl = controller()
+        if model not in ctl.models:
+            raise HTTPException(404, f"unknown model {model!r}; known: {sorted(ctl.models)}")
+        version = version or ctl.state(model).stable
+        try:
+            manifest = ctl.model_store.manifest(model, version)
+            reference = ctl.model_store.reference_path(model, version)
+        except StoreError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        if reference is None or not reference.is_file():
+            raise HTTPException(
+                409, f"{model}/{version} has no reference sample: register it with one"
+            )
+        return DriftSource(model, version, reference, list(manifest.input.features))
+
+    @app.get("/v1/drift", response_model=DriftReport, dependencies=auth)
+    def drift(
+        model: str,
+        version: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> DriftReport:
+        """Every input feature and the predicted label of a version's primary traffic in
+        the window (default: the last hour; version: the stable one) against its reference
+        sample."""
+        from agent.analysis.drift import drift_reports
+        from agent.analysis.drift_stats import DriftThresholds
+
+        source = drift_source(model, version)
+        since, until, _ = _window(since, until, None, 3600)
+        thresholds = DriftThresholds()
+        (report,) = drift_reports(ctx.store, source, since, until, thresholds)
+        features = [_feature_drift(f) for f in report.features]
+        ranked = sorted((f for f in features if f.drifted), key=lambda f: -(f.psi or f.js or 0))
+        return DriftReport(
+            model=model,
+            version=source.version,
+            since=since,
+            until=until,
+            current_rows=report.rows,
+            reference_rows=max((f.reference_rows for f in features), default=0),
+            thresholds=DriftThresholdsBody(**asdict(thresholds)),
+            drifted=[f.feature for f in ranked],
+            features=features,
+            prediction=_feature_drift(report.prediction) if report.prediction else None,
+        )
+
+    @app.get("/v1/drift/histogram", response_model=DriftHistogram, dependencies=auth)
+    def drift_histogram(
+        model: str,
+        feature: str,
+        version: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        bins: Annotated[int, Query(ge=2, le=100)] = 20,
+    ) -> DriftHistogram:
+        from agent.analysis.drift import histogram
+
+        source = drift_source(model, version)
+        if feature not in source.features:
+            raise HTTPException(404, f"{model}/{source.version} has no input feature {feature!r}")
+        since, until, _ = _window(since, until, None, 3600)
+        edges, ref, cur = histogram(ctx.store, source, feature, since, until, bins)
+        return DriftHistogram(
+            model=model,
+            version=source.version,
+            feature=feature,
+            since=since,
+            until=until,
+            edges=edges,
+            reference=ref.tolist(),
+            current=cur.tolist(),
+        )
+
+    @app.get("/v1/drift/timeline", response_model=list[DriftPoint], dependencies=auth)
+    def drift_timeline(
+        model: str,
+        version: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        buckets: Annotated[int, Query(ge=1, le=60)] = 12,
+    ) -> list[DriftPoint]:
+        """The window cut in `buckets` equal slices, each tested on its own."""
+        from agent.analysis.drift import drift_reports
+        from agent.analysis.drift_stats import DriftThresholds
+
+        source = drift_source(model, version)
+        since, until, _ = _window(since, until, None, 3600)
+        reports = drift_reports(ctx.store, source, since, until, DriftThresholds(), buckets)
+        return [
+            DriftPoint(
+                start=r.start,
+                end=r.end,
+                current_rows=r.rows,
+                tested=sum(f.result.p_value is not None for f in r.features),
+                drifted=sum(f.decision.drifted for f in r.features),
+                max_psi=max(
+                    (f.result.psi for f in r.features if f.result.psi is not None), default=None
+                ),
+                prediction_js=r.prediction.result.js if r.prediction else None,
+            )
+            for r in reports
+        ]
+
     @app.get("/v1/audit", response_model=list[AuditEntry], dependencies=auth)
     def audit(
         since: datetime | None = None,
@@ -319,6 +438,24 @@ def create_app(ctx: AgentContext) -> FastAPI:
         return prometheus_text(ctx)
 
     return app
+
+
+def _feature_drift(f: FeatureResult) -> FeatureDrift:
+    r = f.result
+    return FeatureDrift(
+        feature=f.feature,
+        kind=r.kind,
+        test=r.test,
+        reference_rows=r.n_ref,
+        current_rows=r.n_cur,
+        statistic=r.statistic,
+        p_value=r.p_value,
+        p_adjusted=f.decision.p_adjusted,
+        psi=getattr(r, "psi", None),
+        wasserstein=getattr(r, "wasserstein", None),
+        js=getattr(r, "js", None),
+        drifted=f.decision.drifted,
+    )
 
 
 def _utc_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -150,3 +150,61 @@ class LatencyPoint(BaseModel):
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
+
+
+class FeatureDrift(BaseModel):
+    """One feature's test against the reference sample (or the predicted label's)."""
+
+    feature: str
+    kind: Literal["numeric", "categorical"]
+    test: Literal["ks", "chi2"]
+    reference_rows: int
+    current_rows: int
+    statistic: float | None = Field(description="KS D, or chi-square; null without traffic")
+    p_value: float | None
+    p_adjusted: float | None = Field(description="Benjamini-Hochberg over the report's features")
+    psi: float | None = None
+    wasserstein: float | None = Field(None, description="W1 / the reference's std")
+    js: float | None = Field(None, description="Jensen-Shannon distance, base 2")
+    drifted: bool
+
+
+class DriftThresholdsBody(BaseModel):
+    alpha: float
+    psi: float
+    wasserstein: float
+    js: float
+
+
+class DriftReport(BaseModel):
+    model: str
+    version: str
+    since: UtcDatetime
+    until: UtcDatetime
+    current_rows: int = Field(description="instances of primary traffic in the window")
+    reference_rows: int
+    thresholds: DriftThresholdsBody
+    drifted: list[str] = Field(description="the features that drifted, most shifted first")
+    features: list[FeatureDrift]
+    prediction: FeatureDrift | None = Field(description="the predicted label's distribution")
+
+
+class DriftHistogram(BaseModel):
+    model: str
+    version: str
+    feature: str
+    since: UtcDatetime
+    until: UtcDatetime
+    edges: list[float] = Field(description="bin edges; one more than each fraction list")
+    reference: list[float] = Field(description="fraction of the reference sample per bin")
+    current: list[float] = Field(description="fraction of current traffic per bin")
+
+
+class DriftPoint(BaseModel):
+    start: UtcDatetime
+    end: UtcDatetime
+    current_rows: int
+    tested: int = Field(description="features with traffic to test")
+    drifted: int
+    max_psi: float | None
+    prediction_js: float | None

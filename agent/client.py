@@ -13,6 +13,10 @@ from pydantic import TypeAdapter
 from agent.api_models import (
     ActionResult,
     AuditEntry,
+    DriftHistogram,
+    DriftPoint,
+    DriftReport,
+    FeatureDrift,
     HostInfo,
     LatencyPoint,
     ModelStatus,
@@ -142,6 +146,20 @@ class _Calls(ABC):
         params = {k: v for k, v in filters.items() if v is not None}
         return self._call(list[LatencyPoint], "GET", "/v1/telemetry/latency", params=params)
 
+    def drift(self, model: str, **filters: Any) -> Any:
+        """Per-feature drift of a version (default: stable) over a window (default: 1 h)."""
+        params = {"model": model, **{k: v for k, v in filters.items() if v is not None}}
+        return self._call(DriftReport, "GET", "/v1/drift", params=params)
+
+    def drift_histogram(self, model: str, feature: str, **filters: Any) -> Any:
+        params = {"model": model, "feature": feature}
+        params.update({k: v for k, v in filters.items() if v is not None})
+        return self._call(DriftHistogram, "GET", "/v1/drift/histogram", params=params)
+
+    def drift_timeline(self, model: str, **filters: Any) -> Any:
+        params = {"model": model, **{k: v for k, v in filters.items() if v is not None}}
+        return self._call(list[DriftPoint], "GET", "/v1/drift/timeline", params=params)
+
     def telemetry(self, kind: str, **filters: Any) -> Any:
         params = {k: v for k, v in filters.items() if v is not None}
         return self._call(None, "GET", f"/v1/telemetry/{kind}", params=params)
@@ -234,6 +252,10 @@ __all__ = [
     "AgentError",
     "AsyncAgentClient",
     "AuditEntry",
+    "DriftHistogram",
+    "DriftPoint",
+    "DriftReport",
+    "FeatureDrift",
     "HostInfo",
     "LatencyPoint",
     "ModelStatus",
