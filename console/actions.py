@@ -62,6 +62,22 @@ ACTIONS: tuple[ConsoleAction, ...] = (
         show_in_footer=False,
     ),
     ConsoleAction(
+        "drift_version",
+        "v",
+        "Version",
+        "drift of the model's next version",
+        screens=("drift",),
+        requires="/v1/drift",
+    ),
+    ConsoleAction(
+        "drift_window",
+        "w",
+        "Window",
+        "drift over the last 15 min, 1 h, 6 h or 24 h",
+        screens=("drift",),
+        requires="/v1/drift",
+    ),
+    ConsoleAction(
         "replay",
         "y",
         "Replay",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
 from textual import work
@@ -23,9 +24,10 @@ from console import actions
 from console.poller import HostSnapshot, poll_forever
 from console.screens.audit import AuditScreen
 from console.screens.base import ConsoleScreen
+from console.screens.drift import BUCKETS, DriftScreen
 from console.screens.fleet import FleetScreen
 from console.screens.models import ModelsScreen
-from console.screens.pending import DriftScreen, RolloutScreen
+from console.screens.pending import RolloutScreen
 from console.screens.requests import RequestsScreen
 from console.sources import HostSource
 from console.state import ConsoleState
@@ -146,6 +148,8 @@ class TracksideConsole(App):
             self.load_audit()
         elif name == "requests":
             self.load_requests({})
+        elif name == "drift":
+            self.load_drift()
         self.call_after_refresh(self.refresh_screen)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -171,6 +175,19 @@ class TracksideConsole(App):
         """Poll every host now: each poller wakes early; none is restarted or doubled."""
         for event in self.wake.values():
             event.set()
+        current = self.current()
+        if current is not None and current.screen_name == "drift":
+            self.load_drift()
+
+    def action_drift_version(self) -> None:
+        screen: DriftScreen = self.screens_by_name["drift"]  # type: ignore[assignment]
+        screen.next_version(self.state)
+        self.load_drift()
+
+    def action_drift_window(self) -> None:
+        screen: DriftScreen = self.screens_by_name["drift"]  # type: ignore[assignment]
+        screen.next_window()
+        self.load_drift()
 
     def action_filter(self) -> None:
         screen = self.current()
@@ -320,6 +337,60 @@ class TracksideConsole(App):
         except AgentError as exc:
             entries, screen.error = [], exc.message
         screen.entries = entries
+        self.refresh_screen()
+
+    @work(exclusive=True, group="drift")
+    async def load_drift(self) -> None:
+        screen: DriftScreen = self.screens_by_name["drift"]  # type: ignore[assignment]
+        client = self._client()
+        if client is None or not self.state.offers(screen.path):
+            self.refresh_screen()
+            return
+        screen.choose(self.state)
+        if screen.model is None:
+            return
+        screen.loading = True
+        self.refresh_screen()
+        until = datetime.now(UTC)
+        window = {
+            "version": screen.version,
+            "since": (until - timedelta(seconds=screen.window_s)).isoformat(),
+            "until": until.isoformat(),
+        }
+        try:
+            screen.report, screen.timeline = await asyncio.gather(
+                client.drift(screen.model, **window),
+                client.drift_timeline(screen.model, buckets=BUCKETS, **window),
+            )
+            screen.error = None
+        except AgentError as exc:
+            screen.error = f"drift of {screen.model} {screen.version}: {exc.message}"
+        finally:
+            screen.loading = False
+        self.refresh_screen()
+        if screen.feature:
+            self.load_drift_histogram()
+
+    @work(exclusive=True, group="drift-histogram")
+    async def load_drift_histogram(self) -> None:
+        screen: DriftScreen = self.screens_by_name["drift"]  # type: ignore[assignment]
+        client = self._client()
+        report = screen.report
+        inputs = {f.feature for f in report.features} if report else set()
+        if client is None or report is None or screen.feature not in inputs:
+            screen.histogram = None  # the predicted label has its test, not a histogram
+            self.refresh_screen()
+            return
+        try:
+            screen.histogram = await client.drift_histogram(
+                screen.model,
+                screen.feature,
+                version=report.version,
+                since=report.since.isoformat(),
+                until=report.until.isoformat(),
+            )
+        except AgentError as exc:
+            screen.error = f"histogram of {screen.feature}: {exc.message}"
         self.refresh_screen()
 
     @work(exclusive=True, group="requests")

@@ -111,11 +111,14 @@ def _scale(grid: np.ndarray, ref: np.ndarray, cur: np.ndarray) -> float:
 
 def _psi(f_ref: np.ndarray, ref: np.ndarray, cur: np.ndarray, n: int, m: int) -> float:
     """PSI over the reference's deciles: grid values grouped where the reference's CDF
-    crosses k/10 (ties keep a value in one bin, so a bin may hold more than a tenth)."""
+    crosses k/10 (ties keep a value in one bin, so a bin may hold more than a tenth).
+    Values below the reference's minimum or above its maximum get bins of their own, so
+    traffic leaving the reference's range counts even when the reference is constant."""
     bins = np.minimum(np.ceil(f_ref * PSI_BINS - 1e-9).astype(int), PSI_BINS)
-    bins = np.maximum(bins, 1)
-    p = np.bincount(bins, weights=ref, minlength=PSI_BINS + 1)[1:] / n
-    q = np.bincount(bins, weights=cur, minlength=PSI_BINS + 1)[1:] / m
+    seen = np.flatnonzero(ref)
+    bins[seen[-1] + 1 :] = PSI_BINS + 1  # above the reference's maximum
+    p = np.bincount(bins, weights=ref, minlength=PSI_BINS + 2) / n
+    q = np.bincount(bins, weights=cur, minlength=PSI_BINS + 2) / m
     used = (p > 0) | (q > 0)
     p, q = np.maximum(p[used], PSI_FLOOR), np.maximum(q[used], PSI_FLOOR)
     return float(np.sum((q - p) * np.log(q / p)))

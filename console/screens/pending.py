@@ -1,5 +1,5 @@
-"""Drift and Rollout: built against the agent's API; until an agent offers the endpoints,
-they say so plainly and their actions stay disabled."""
+"""Screens for features that arrive with agent upgrades: until the controller agent offers
+the endpoint, they say so plainly and their actions stay disabled."""
 
 from __future__ import annotations
 
@@ -8,6 +8,19 @@ from textual.widgets import Footer, Header, Static
 
 from console.screens.base import ConsoleScreen
 from console.state import ConsoleState
+
+
+def unavailable(state: ConsoleState, path: str, what: str) -> str | None:
+    """Why a screen built on `path` cannot show anything, or None when it can."""
+    ctl = state.controller()
+    if ctl is None:
+        return "no controller agent connected"
+    if not ctl.offers(path):
+        return (
+            f"The agent does not offer {what} yet (no {path} in its API).\n"
+            "This screen and its actions come alive when the agent is upgraded."
+        )
+    return None
 
 
 class FeatureScreen(ConsoleScreen):
@@ -21,31 +34,9 @@ class FeatureScreen(ConsoleScreen):
         yield Static("", id="body")
         yield Footer()
 
-    def offered(self, state: ConsoleState) -> bool:
-        ctl = state.controller()
-        return bool(ctl and ctl.offers(self.path))
-
     def show(self, state: ConsoleState) -> None:
-        body = self.query_one("#body", Static)
-        if state.controller() is None:
-            body.update("no controller agent connected")
-        elif not self.offered(state):
-            body.update(
-                f"The agent does not offer {self.what} yet (no {self.path} in its API).\n"
-                "This screen and its actions come alive when the agent is upgraded."
-            )
-        else:
-            body.update(f"{self.what}: the agent offers {self.path}.")
-
-
-class DriftScreen(FeatureScreen):
-    screen_name = "drift"
-    path = "/v1/drift"
-    title_text = "Drift"
-    what = "drift reports (per-feature tests, effect sizes, p-values, histograms)"
-
-    def __init__(self) -> None:
-        super().__init__(name="drift")
+        reason = unavailable(state, self.path, self.what)
+        self.query_one("#body", Static).update(reason or f"{self.what}: the agent offers them.")
 
 
 class RolloutScreen(FeatureScreen):

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 
 import httpx
+import numpy as np
 import pytest
 from textual.widgets import Button, DataTable, Input, Static
 
@@ -19,6 +20,7 @@ from console.sources import LocalSource
 from console.widgets.fleet_table import FleetTable
 from console.widgets.modals import ConfirmTyped, TrafficForm
 from scripts.bench.recorded_fleet import recorded_fleet
+from scripts.train_demo_models import split
 from serve.model_store import ModelStore
 from tests.agent_process import AgentProcess, start_controller
 
@@ -77,7 +79,8 @@ async def test_screens_say_what_the_agent_does_not_offer_yet(two_agents):
         await pilot.press("d")
         await until(pilot, lambda: app.screen.screen_name == "drift")
         # No controller here: the screen says so rather than showing nothing.
-        assert "no controller" in str(app.screen.query_one("#body", Static).render())
+        assert "no controller" in str(app.screen.query_one("#drift-note", Static).render())
+        assert app.check_action("drift_version", ()) is None
         await pilot.press("r")
         await until(pilot, lambda: app.screen.screen_name == "requests")
         note = str(app.screen.query_one("#replay-note", Static).render())
@@ -87,6 +90,20 @@ async def test_screens_say_what_the_agent_does_not_offer_yet(two_agents):
         await until(pilot, lambda: app.screen.screen_name == "rollout")
         for name in ("rollout_start", "rollout_pause", "rollout_resume", "rollout_abort"):
             assert app.check_action(name, ()) is None
+
+
+async def test_drift_says_when_the_controller_does_not_offer_it():
+    app = TracksideConsole([], poll_interval_s=3600)
+    async with app.run_test(size=SIZE) as pilot:
+        app.state.hosts = recorded_fleet(2, 1)  # its controller predates /v1/drift
+        await pilot.press("d")
+        await until(pilot, lambda: app.screen.screen_name == "drift")
+        app.refresh_screen()
+        await pilot.pause()
+        note = str(app.screen.query_one("#drift-note", Static).render())
+        assert "does not offer drift reports yet (no /v1/drift" in note
+        for name in ("drift_version", "drift_window"):
+            assert app.check_action(name, ()) is None  # greyed out
 
 
 async def test_readonly_greys_out_every_write_action():
@@ -261,3 +278,43 @@ async def test_models_promote_rollback_and_a_rejected_action(controller):
             for i in range(app.screen.query_one("#audit", DataTable).row_count)
         ]
         assert {"promote", "rollback", "retire"} <= set(actions_seen)
+
+
+@pytest.mark.ray
+async def test_drift_of_a_brightened_band_sent_through_the_router(controller):
+    agent, client, cluster = controller
+    _, held_out, _, _ = split()
+    bright = held_out.copy()
+    band = list(range(24, 32))  # px_3_0 … px_3_7: the fourth row of the 8x8 image
+    bright[:, band] = np.minimum(bright[:, band] + 8, 16)
+    url = f"{cluster.serve_url}/models/digits/predict"
+    for start in range(0, len(bright), 15):  # 15 instances a request
+        body = {"instances": bright[start : start + 15].tolist()}
+        assert httpx.post(url, json=body, timeout=30).status_code == 200
+    stable = client.model("digits").stable
+    app = TracksideConsole([LocalSource(agent.url, token=agent.token())], poll_interval_s=0.5)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.offers("/v1/drift") and app.state.models())
+        await pilot.press("d")
+        table = app.screen.query_one("#features", DataTable)
+        title = app.screen.query_one("#drift-title", Static)
+        await until(pilot, lambda: table.row_count == 65, 60)  # 64 pixels + the prediction
+        assert f"digits {stable}" in str(title.render())
+        drifted = {
+            str(table.get_row_at(i)[0])
+            for i in range(table.row_count)
+            if "yes" in str(table.get_row_at(i)[5])
+        }
+        assert {"px_3_2", "px_3_3", "px_3_4", "px_3_5"} <= drifted
+        assert all(f.startswith("px_3_") or f == "prediction" for f in drifted), drifted
+        histogram = app.screen.query_one("#histogram", Static)
+        top = str(table.get_row_at(0)[0])
+        await until(pilot, lambda: top in str(histogram.render()))
+        assert "reference" in str(histogram.render())
+        timeline = app.screen.query_one("#timeline", Static)
+        assert "drift over time" in str(timeline.render())
+        await pilot.press("w")  # the next window: 6 h
+        await until(
+            pilot,
+            lambda: "last 6 h" in str(title.render()) and "loading" not in str(title.render()),
+        )

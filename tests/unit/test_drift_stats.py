@@ -62,6 +62,14 @@ def test_a_constant_reference_still_measures_a_move():
     d = numeric_drift(*counts_of(ref, cur))
     assert d.statistic == pytest.approx(0.5)
     assert np.isfinite(d.wasserstein) and d.wasserstein > 0
+    # Half the traffic is above anything the reference holds: a bin of its own.
+    assert d.psi == pytest.approx((0.5 - 1) * np.log(0.5) + (0.5 - 1e-4) * np.log(0.5 / 1e-4))
+
+
+def test_traffic_below_the_reference_range_counts_for_psi():
+    ref = np.repeat(np.arange(10.0), 100)
+    cur = np.concatenate([np.full(500, -5.0), np.repeat(np.arange(10.0), 50)])
+    assert numeric_drift(*counts_of(ref, cur)).psi > 1
 
 
 def test_categorical_matches_scipy():
