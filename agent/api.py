@@ -37,11 +37,14 @@ from agent.api_models import (
     LatencyPoint,
     ModelStatus,
     PromoteRequest,
+    ReplayReport,
+    ReplayRequest,
     RequestRow,
     RollbackRequest,
     TrafficRequest,
 )
 from agent.controller import ActionError, Controller
+from agent.replay import Replayer, ReplayError
 from agent.store import HOST_ROLLUP, Store, naive_utc, utcnow
 from serve.model_store import StoreError
 
@@ -65,6 +68,7 @@ class AgentContext:
         self.collectors = collectors  # name → status text
         self.started_at = utcnow()
         self.serve_collector = None
+        self.replayer: Replayer | None = None  # the controller's
 
 
 def _window(
@@ -409,6 +413,40 @@ def create_app(ctx: AgentContext) -> FastAPI:
             )
             for r in reports
         ]
+
+    def replayer() -> Replayer:
+        controller()
+        if ctx.replayer is None:
+            raise HTTPException(409, "replay needs the controller's Serve address and token")
+        return ctx.replayer
+
+    @app.post("/v1/replay", response_model=ReplayReport, status_code=202, dependencies=auth)
+    async def replay_start(body: ReplayRequest, user: str = Depends(who)) -> ReplayReport:
+        """Replay logged primary calls against a version; poll GET /v1/replay/{id}."""
+        ctl = controller()
+        if body.model not in ctl.models:
+            raise HTTPException(404, f"unknown model {body.model!r}; known: {sorted(ctl.models)}")
+        versions = ctl.state(body.model).versions
+        if body.version not in versions:
+            raise HTTPException(
+                422, f"{body.model} has no deployed version {body.version!r}; deployed: {versions}"
+            )
+        try:
+            return replayer().start(body, user)
+        except ReplayError as exc:
+            raise HTTPException(exc.status, exc.message) from exc
+
+    @app.get("/v1/replay", response_model=list[ReplayReport], dependencies=auth)
+    def replay_list(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[ReplayReport]:
+        """The latest replay jobs, without their items."""
+        return [r.model_copy(update={"items": []}) for r in replayer().reports()[:limit]]
+
+    @app.get("/v1/replay/{job_id}", response_model=ReplayReport, dependencies=auth)
+    def replay_report(job_id: str) -> ReplayReport:
+        try:
+            return replayer().report(job_id)
+        except ReplayError as exc:
+            raise HTTPException(exc.status, exc.message) from exc
 
     @app.get("/v1/audit", response_model=list[AuditEntry], dependencies=auth)
     def audit(

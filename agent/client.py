@@ -20,6 +20,9 @@ from agent.api_models import (
     HostInfo,
     LatencyPoint,
     ModelStatus,
+    ReplayItem,
+    ReplayReport,
+    ReplayRequest,
     RequestRow,
     TrafficRequest,
 )
@@ -160,6 +163,21 @@ class _Calls(ABC):
         params = {"model": model, **{k: v for k, v in filters.items() if v is not None}}
         return self._call(list[DriftPoint], "GET", "/v1/drift/timeline", params=params)
 
+    def replay(
+        self, model: str, version: str, request_ids: list[str], tolerance: float = 1e-6
+    ) -> Any:
+        """Start replaying logged calls against `version`; returns the job (poll it)."""
+        body = ReplayRequest(
+            model=model, version=version, request_ids=request_ids, tolerance=tolerance
+        ).model_dump()
+        return self._call(ReplayReport, "POST", "/v1/replay", json=body)
+
+    def replay_report(self, job_id: str) -> Any:
+        return self._call(ReplayReport, "GET", f"/v1/replay/{job_id}")
+
+    def replays(self, limit: int = 20) -> Any:
+        return self._call(list[ReplayReport], "GET", "/v1/replay", params={"limit": limit})
+
     def telemetry(self, kind: str, **filters: Any) -> Any:
         params = {k: v for k, v in filters.items() if v is not None}
         return self._call(None, "GET", f"/v1/telemetry/{kind}", params=params)
@@ -259,5 +277,7 @@ __all__ = [
     "HostInfo",
     "LatencyPoint",
     "ModelStatus",
+    "ReplayItem",
+    "ReplayReport",
     "RequestRow",
 ]

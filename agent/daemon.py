@@ -24,6 +24,7 @@ from agent.collectors.serve_state import ServeCollector
 from agent.config import AgentConfig, AgentConfigError, load_agent_config
 from agent.controller import Controller
 from agent.ingest import ingest_once
+from agent.replay import Replayer
 from agent.secrets_file import SecretFileError, ensure_secret
 from agent.serve_api import ServeAPI
 from agent.store import GPU_COLUMNS, HOST_COLUMNS, SERVE_COLUMNS, Store, StoreLocked
@@ -188,6 +189,11 @@ class Agent:
         if self.config.controller.enabled:
             self.controller = self._make_controller()
             self.ctx.controller = self.controller
+            self.ctx.replayer = Replayer(
+                self.store,
+                f"http://127.0.0.1:{self.config.controller.serve_port}",
+                ensure_secret(self.config.data_dir / "replay.token"),
+            )
         self.start_tasks()
         app = create_app(self.ctx)
         api = self.config.api
@@ -236,6 +242,8 @@ class Agent:
             await asyncio.to_thread(ingest_once, self.store, self.config.spool_path)
         except Exception:
             log.exception("final ingest failed; the files stay in the spool")
+        if self.ctx.replayer is not None:
+            await self.ctx.replayer.aclose()
         if self.serve_api is not None:
             await self.serve_api.aclose()
         self.store.close()

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from agent.client import AgentError
+from scripts.train_demo_models import split
 from serve.model_store import ModelStore
 from serve.registration import manifest_fields
 from tests.agent_process import start_controller
@@ -202,3 +203,75 @@ def test_status_cli_shows_versions(controller):
     out = cli(agent, "status")
     assert out.returncode == 0, out.stderr
     assert "digits" in out.stdout and "v1" in out.stdout and "RUNNING" in out.stdout
+
+
+def _wait_for_replay(client, job_id: str, timeout_s: float = 120):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        report = client.replay_report(job_id)
+        if report.state != "running":
+            return report
+        assert time.monotonic() < deadline, report
+        time.sleep(0.5)
+
+
+def test_replay_reproduces_predictions_and_compares_versions(controller, capsys):
+    _, client, cluster = controller
+    _, held_out, _, _ = split()
+    url = f"{cluster.serve_url}/models/digits/predict"
+    served_by = {}
+    for i, row in enumerate(held_out[:40].tolist()):
+        r = httpx.post(url, json={"instances": [row]}, headers={"x-request-id": f"rp-{i}"})
+        assert r.status_code == 200
+        served_by[f"rp-{i}"] = r.headers["x-model-version"]
+    version = Counter(served_by.values()).most_common(1)[0][0]
+    ids = [rid for rid, v in served_by.items() if v == version]
+    deadline = time.monotonic() + 30
+    while not set(ids) <= {r.request_id for r in client.requests(model="digits", limit=1000)}:
+        assert time.monotonic() < deadline, "the requests were not ingested"
+        time.sleep(0.3)
+
+    same = _wait_for_replay(client, client.replay("digits", version, ids).id)
+    assert same.state == "done" and same.done == same.total == len(ids)
+    assert same.counts["identical"] + same.counts["within_tolerance"] == len(ids), same.counts
+    assert same.same_artifact == len(ids)  # the same bytes answered, by sha256
+    assert same.max_abs_diff is None or same.max_abs_diff <= 1e-6
+
+    other = "v2" if version == "v1" else "v1"
+    if other not in {v.version for v in client.model("digits").versions}:
+        client.deploy("digits", other, force=True)  # an earlier test retired it
+    versus = _wait_for_replay(client, client.replay("digits", other, ids).id)
+    assert versus.counts["failed"] == 0 and versus.same_artifact == 0
+    direct = f"{cluster.serve_url}/models/digits/versions/{other}"
+    for item in versus.items[:5]:
+        row = held_out[int(item.request_id.split("-")[1])].tolist()
+        answer = httpx.post(direct, json={"instances": [row]}, timeout=30).json()
+        assert item.replay_labels == [p["label"] for p in answer["predictions"]]
+
+    with capsys.disabled():
+        print(
+            f"\n[replay] {len(ids)} calls: against {version} {same.counts},"
+            f" max |diff| {same.max_abs_diff}; against {other} {versus.counts}"
+        )
+    # The replays are in the log as role replay, paired to the calls they reproduce.
+    deadline = time.monotonic() + 30
+    while len(client.requests(model="digits", role="replay", limit=1000)) < 2 * len(ids):
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    replays = client.requests(model="digits", role="replay", limit=1000)
+    assert {r.primary_request_id for r in replays} >= set(ids)
+    assert {r.version for r in replays} == {version, other}
+    assert [r.id for r in client.replays()][:2] == [versus.id, same.id]
+
+
+def test_replay_refuses_unknown_requests_and_undeployed_versions(controller):
+    _, client, _ = controller
+    with pytest.raises(AgentError) as info:
+        client.replay("digits", "v1", ["no-such-request"])
+    assert info.value.status == 404 and "not in this agent's log" in info.value.message
+    with pytest.raises(AgentError) as info:
+        client.replay("digits", "v3", ["rp-0"])
+    assert info.value.status == 422 and "no deployed version 'v3'" in info.value.message
+    with pytest.raises(AgentError) as info:
+        client.replay_report("nope")
+    assert info.value.status == 404
