@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
 from textual import work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, ComposeResult, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
@@ -31,7 +31,7 @@ from console.screens.pending import RolloutScreen
 from console.screens.requests import RequestsScreen
 from console.sources import HostSource
 from console.state import ConsoleState
-from console.widgets.modals import ConfirmTyped, TrafficForm
+from console.widgets.modals import ConfirmTyped, ReplayForm, TrafficForm
 
 
 class HostPolled(Message):
@@ -126,12 +126,19 @@ class TracksideConsole(App):
             self.refresh_screen()
 
     def current(self) -> ConsoleScreen | None:
-        screen = self.screen
+        if not self.is_running:  # closing: a worker finished after the screens went
+            return None
+        try:
+            screen = self.screen
+        except ScreenStackError:
+            return None
         return screen if isinstance(screen, ConsoleScreen) else None
 
     def refresh_screen(self) -> None:
         screen = self.current()
-        if screen is not None and screen.is_mounted:
+        if screen is None:
+            return
+        if screen.is_mounted:
             screen.show(self.state)
         # Recomputing the footer costs ~70 ms: only when what actions allow has changed.
         ctl = self.state.controller()
@@ -284,7 +291,48 @@ class TracksideConsole(App):
         self._confirm_then(question, version, "retire", model, {"version": version})
 
     def action_replay(self) -> None:
-        self.notify("replay: the agent does not offer replay yet", severity="warning")
+        screen = self.current()
+        if not isinstance(screen, RequestsScreen) or screen.selected() is None:
+            self.notify("select a logged request to replay", severity="warning")
+            return
+        _, row = screen.selected()
+        status = self._model_status(row.model)
+        if status is None:
+            self.notify(f"{row.model} is not deployed on the controller", severity="warning")
+            return
+        listed = [
+            r.request_id for _, r in screen.rows if r.model == row.model and r.role == "primary"
+        ]
+
+        def done(result: dict | None) -> None:
+            if result is not None:
+                self.run_replay(row.model, result["version"], result["ids"])
+
+        versions = [v.version for v in status.versions]
+        self.push_screen(
+            ReplayForm(row.model, versions, row.version or "", row.request_id, listed), done
+        )
+
+    @work(exclusive=True, group="replay")
+    async def run_replay(self, model: str, version: str, ids: list[str]) -> None:
+        """Start the job on the controller, then follow it until its report is final."""
+        screen: RequestsScreen = self.screens_by_name["requests"]  # type: ignore[assignment]
+        client = self._client()
+        if client is None:
+            self._report("no controller agent connected", error=True)
+            return
+        try:
+            report = await client.replay(model, version, ids)
+            screen.replay, screen.replay_error = report, None
+            self.refresh_screen()
+            while report.state == "running":
+                await asyncio.sleep(0.5)
+                report = await client.replay_report(report.id)
+                screen.replay = report
+                self.refresh_screen()
+        except AgentError as exc:
+            screen.replay_error = f"replay of {model} against {version} refused: {exc.message}"
+        self.refresh_screen()
 
     def action_rollout_start(self) -> None:
         self.notify("rollouts: the agent does not offer rollouts yet", severity="warning")

@@ -1,5 +1,5 @@
 """Requests: the request log of every connected host, filters, a request's details, and
-replay (once the agent offers it)."""
+replay of the selected or listed calls with the reproducibility report."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from agent.client import RequestRow
+from agent.client import ReplayReport, RequestRow
 from console.screens.base import ConsoleScreen
+from console.screens.pending import unavailable
 from console.state import ConsoleState
 from console.widgets.text import num
 
@@ -27,6 +28,31 @@ def parse_filter(text: str) -> dict[str, str]:
     return out
 
 
+def replay_text(r: ReplayReport) -> str:
+    """The reproducibility report in a few lines: counts, then the first differences."""
+    c = r.counts
+    head = (
+        f" [b]replay {r.id}[/b] {r.model} → {r.version}: {r.done}/{r.total} {r.state}"
+        f" · identical {c.get('identical', 0)}"
+        f" · within {r.tolerance:g} {c.get('within_tolerance', 0)}"
+        f" · output changed {c.get('output_changed', 0)}"
+        f" · [b]label changed {c.get('label_changed', 0)}[/b]"
+        f" · failed {c.get('failed', 0)}"
+        f" · same artifact {r.same_artifact}/{r.done}"
+        + (f" · max |Δp| {r.max_abs_diff:.2g}" if r.max_abs_diff is not None else "")
+        + (f"\n [red]{r.error}[/]" if r.error else "")
+    )
+    lines = [head]
+    for item in [i for i in r.items if i.outcome != "identical"][:4]:
+        what = (
+            f"label {item.original_labels} → {item.replay_labels}"
+            if item.outcome == "label_changed"
+            else item.error or f"|Δp| {item.max_abs_diff:.2g}"
+        )
+        lines.append(f"   {item.request_id[:28]} ({item.original_version}): {item.outcome}, {what}")
+    return "\n".join(lines)
+
+
 class RequestsScreen(ConsoleScreen):
     screen_name = "requests"
     CSS_PATH = "requests.tcss"
@@ -37,6 +63,8 @@ class RequestsScreen(ConsoleScreen):
         self.error: str | None = None
         self.detail: list[RequestRow] | None = None
         self.filters: dict[str, str] = {}
+        self.replay: ReplayReport | None = None
+        self.replay_error: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -47,6 +75,7 @@ class RequestsScreen(ConsoleScreen):
             yield DataTable(id="requests", zebra_stripes=True, cursor_type="row")
             yield Static("select a request", id="detail")
         yield Static("", id="replay-note")
+        yield Static("", id="replay-report")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -63,6 +92,10 @@ class RequestsScreen(ConsoleScreen):
         ):
             table.add_column(label)
         table.focus()
+
+    def selected(self) -> tuple[str, RequestRow] | None:
+        index = self.query_one("#requests", DataTable).cursor_row
+        return self.rows[index] if 0 <= index < len(self.rows) else None
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.filters = parse_filter(event.value)
@@ -88,12 +121,16 @@ class RequestsScreen(ConsoleScreen):
                 num(r.total_ms, "{:.1f}"),
                 r.fallback_from or "",
             )
-        offered = any(s.offers(REPLAY_PATH) for s in state.hosts.values() if s.connected)
+        reason = unavailable(state, REPLAY_PATH, "replay")
         self.query_one("#replay-note", Static).update(
-            ""
-            if offered
-            else " replay: the agent does not offer replay yet (a later agent"
-            " release adds /v1/replay); the action is disabled"
+            f" replay is disabled: {reason}" if reason else ""
+        )
+        self.query_one("#replay-report", Static).update(
+            f"[red]{self.replay_error}[/]"
+            if self.replay_error
+            else replay_text(self.replay)
+            if self.replay
+            else ""
         )
         detail = self.query_one("#detail", Static)
         if self.error:

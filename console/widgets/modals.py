@@ -1,4 +1,4 @@
-"""Modals for actions: a typed confirmation (No focused) and the traffic form."""
+"""Modals for actions: a typed confirmation (No focused), the traffic form, the replay form."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select, Static
 
 from agent.client import ModelStatus
 
@@ -138,3 +138,53 @@ class TrafficForm(ModalScreen[dict | None]):
             self.query_one("#error", Static).update(result)
             return
         self.dismiss(result)
+
+
+class ReplayForm(ModalScreen[dict | None]):
+    """Replay the selected request, or every listed primary call of its model, against a
+    deployed version (the one that answered, by default: does it reproduce?)."""
+
+    DEFAULT_CSS = """
+    ReplayForm { align: center middle; }
+    ReplayForm > Vertical { width: 72; height: auto; border: thick $accent; padding: 1 2;
+                            background: $surface; }
+    ReplayForm Select, ReplayForm RadioSet { margin-top: 1; width: 100%; }
+    ReplayForm Horizontal { height: auto; margin-top: 1; }
+    ReplayForm Button { margin-right: 2; }
+    """
+    BINDINGS: ClassVar = [("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(
+        self, model: str, versions: list[str], version: str, selected: str, listed: list[str]
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.versions = versions
+        self.version = version if version in versions else versions[0]
+        self.selected = selected
+        self.listed = listed
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(f"Replay logged calls of [b]{self.model}[/b] against version:")
+            yield Select(
+                [(v, v) for v in self.versions], value=self.version, allow_blank=False, id="version"
+            )
+            with RadioSet(id="scope"):
+                yield RadioButton(f"the selected request {self.selected[:28]}", value=True)
+                yield RadioButton(f"all {len(self.listed)} listed primary calls of {self.model}")
+            with Horizontal():
+                yield Button("Replay", id="replay", variant="primary")
+                yield Button("Cancel", id="cancel")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+            return
+        every = self.query_one("#scope", RadioSet).pressed_index == 1
+        self.dismiss(
+            {
+                "version": self.query_one("#version", Select).value,
+                "ids": list(self.listed) if every else [self.selected],
+            }
+        )

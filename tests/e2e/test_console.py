@@ -12,13 +12,13 @@ from collections import Counter
 import httpx
 import numpy as np
 import pytest
-from textual.widgets import Button, DataTable, Input, Static
+from textual.widgets import Button, DataTable, Input, Select, Static
 
 from console import actions
 from console.app import HelpScreen, TracksideConsole
 from console.sources import LocalSource
 from console.widgets.fleet_table import FleetTable
-from console.widgets.modals import ConfirmTyped, TrafficForm
+from console.widgets.modals import ConfirmTyped, ReplayForm, TrafficForm
 from scripts.bench.recorded_fleet import recorded_fleet
 from scripts.train_demo_models import split
 from serve.model_store import ModelStore
@@ -84,7 +84,7 @@ async def test_screens_say_what_the_agent_does_not_offer_yet(two_agents):
         await pilot.press("r")
         await until(pilot, lambda: app.screen.screen_name == "requests")
         note = str(app.screen.query_one("#replay-note", Static).render())
-        assert "does not offer replay yet" in note
+        assert "replay is disabled: no controller agent connected" in note
         assert app.check_action("replay", ()) is None  # greyed out
         await pilot.press("o")
         await until(pilot, lambda: app.screen.screen_name == "rollout")
@@ -92,7 +92,7 @@ async def test_screens_say_what_the_agent_does_not_offer_yet(two_agents):
             assert app.check_action(name, ()) is None
 
 
-async def test_drift_says_when_the_controller_does_not_offer_it():
+async def test_drift_and_replay_say_when_the_controller_does_not_offer_them():
     app = TracksideConsole([], poll_interval_s=3600)
     async with app.run_test(size=SIZE) as pilot:
         app.state.hosts = recorded_fleet(2, 1)  # its controller predates /v1/drift
@@ -104,6 +104,13 @@ async def test_drift_says_when_the_controller_does_not_offer_it():
         assert "does not offer drift reports yet (no /v1/drift" in note
         for name in ("drift_version", "drift_window"):
             assert app.check_action(name, ()) is None  # greyed out
+        await pilot.press("r")
+        await until(pilot, lambda: app.screen.screen_name == "requests")
+        app.refresh_screen()
+        await pilot.pause()
+        note = str(app.screen.query_one("#replay-note", Static).render())
+        assert "does not offer replay yet (no /v1/replay" in note
+        assert app.check_action("replay", ()) is None
 
 
 async def test_readonly_greys_out_every_write_action():
@@ -257,7 +264,8 @@ async def test_models_promote_rollback_and_a_rejected_action(controller):
         await _confirm(pilot, app, "v2")
         await until(pilot, lambda: "promote digits" in str(result.render()), 60)
         assert "v1=100 → v2=100" in str(result.render())
-        assert set(served(cluster)) == {"v2"}
+        # Every router replica switches within a second of the change.
+        await until(pilot, lambda: set(served(cluster)) == {"v2"}, 10)
 
         # Retiring the stable version is refused by the agent: the console says why.
         await pilot.press("x")
@@ -269,7 +277,7 @@ async def test_models_promote_rollback_and_a_rejected_action(controller):
         await pilot.press("b")
         await _confirm(pilot, app, "v1")
         await until(pilot, lambda: "rollback digits" in str(result.render()), 60)
-        assert set(served(cluster)) == {"v1"}
+        await until(pilot, lambda: set(served(cluster)) == {"v1"}, 10)
 
         await pilot.press("a")
         await until(pilot, lambda: app.screen.query_one("#audit", DataTable).row_count >= 3)
@@ -318,3 +326,41 @@ async def test_drift_of_a_brightened_band_sent_through_the_router(controller):
             pilot,
             lambda: "last 6 h" in str(title.render()) and "loading" not in str(title.render()),
         )
+
+
+@pytest.mark.ray
+async def test_replay_a_logged_request_and_read_the_report(controller):
+    agent, _, cluster = controller
+    url = f"{cluster.serve_url}/models/digits/predict"
+    row = split()[1][0].tolist()
+    r = httpx.post(url, json={"instances": [row]}, headers={"x-request-id": "console-replay-1"})
+    version = r.headers["x-model-version"]
+    app = TracksideConsole([LocalSource(agent.url, token=agent.token())], poll_interval_s=0.5)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.offers("/v1/replay") and app.state.models())
+        await pilot.press("r")
+        screen = app.screen
+        filters = screen.query_one("#filters", Input)
+        filters.focus()
+        filters.value = "role=primary"
+        await pilot.press("enter")
+
+        def listed() -> bool:
+            return any(r.request_id == "console-replay-1" for _, r in screen.rows)
+
+        await until(pilot, listed, 30)
+        table = screen.query_one("#requests", DataTable)
+        index = next(
+            i for i, (_, r) in enumerate(screen.rows) if r.request_id == "console-replay-1"
+        )
+        table.move_cursor(row=index)
+        table.focus()
+        await pilot.press("y")
+        await until(pilot, lambda: isinstance(app.screen, ReplayForm))
+        assert app.screen.query_one("#version", Select).value == version  # the one that answered
+        app.screen.query_one("#replay", Button).press()
+        report = screen.query_one("#replay-report", Static)
+        await until(pilot, lambda: "1/1 done" in str(report.render()), 60)
+        text = str(report.render())
+        assert f"digits → {version}" in text and "same artifact 1/1" in text
+        assert "label changed 0" in text and "failed 0" in text
