@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
 
 from agent.api_models import (
     ActionResult,
@@ -41,10 +42,13 @@ from agent.api_models import (
     ReplayRequest,
     RequestRow,
     RollbackRequest,
+    RolloutStart,
     TrafficRequest,
 )
 from agent.controller import ActionError, Controller
 from agent.replay import Replayer, ReplayError
+from agent.rollout_machine import Rollout, RolloutError
+from agent.rollouts import Rollouts
 from agent.store import HOST_ROLLUP, Store, naive_utc, utcnow
 from serve.model_store import StoreError
 
@@ -69,6 +73,7 @@ class AgentContext:
         self.started_at = utcnow()
         self.serve_collector = None
         self.replayer: Replayer | None = None  # the controller's
+        self.rollouts: Rollouts | None = None  # the controller's
 
 
 def _window(
@@ -108,6 +113,10 @@ def create_app(ctx: AgentContext) -> FastAPI:
 
     @app.exception_handler(ActionError)
     async def _action_error(_: Request, exc: ActionError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(RolloutError)
+    async def _rollout_error(_: Request, exc: RolloutError) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
@@ -447,6 +456,41 @@ def create_app(ctx: AgentContext) -> FastAPI:
             return replayer().report(job_id)
         except ReplayError as exc:
             raise HTTPException(exc.status, exc.message) from exc
+
+    def rollouts() -> Rollouts:
+        controller()
+        assert ctx.rollouts is not None  # made with the controller
+        return ctx.rollouts
+
+    @app.post("/v1/rollouts", response_model=Rollout, status_code=201, dependencies=auth)
+    async def rollout_start(body: RolloutStart, user: str = Depends(who)) -> Rollout:
+        """Start a progressive rollout: the canary's weight steps up while the judge passes
+        it, and traffic returns to stable at once if it fails."""
+        overrides = body.model_dump(exclude_none=True, exclude={"model", "canary"})
+        try:
+            return await rollouts().start(body.model, body.canary, overrides, user)
+        except ValidationError as exc:
+            raise HTTPException(422, f"rollout policy: {exc.errors()[0]['msg']}") from exc
+
+    @app.get("/v1/rollouts", response_model=list[Rollout], dependencies=auth)
+    def rollout_list() -> list[Rollout]:
+        return rollouts().all()
+
+    @app.get("/v1/rollouts/{model}", response_model=Rollout, dependencies=auth)
+    def rollout_status(model: str) -> Rollout:
+        return rollouts().get(model)
+
+    @app.post("/v1/rollouts/{model}/pause", response_model=Rollout, dependencies=auth)
+    async def rollout_pause(model: str, user: str = Depends(who)) -> Rollout:
+        return await rollouts().pause(model, user)
+
+    @app.post("/v1/rollouts/{model}/resume", response_model=Rollout, dependencies=auth)
+    async def rollout_resume(model: str, user: str = Depends(who)) -> Rollout:
+        return await rollouts().resume(model, user)
+
+    @app.post("/v1/rollouts/{model}/abort", response_model=Rollout, dependencies=auth)
+    async def rollout_abort(model: str, user: str = Depends(who)) -> Rollout:
+        return await rollouts().abort(model, user)
 
     @app.get("/v1/audit", response_model=list[AuditEntry], dependencies=auth)
     def audit(

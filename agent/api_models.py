@@ -249,3 +249,15 @@ class ReplayReport(BaseModel):
     max_abs_diff: float | None = None
     error: str | None = None
     items: list[ReplayItem] = Field(default_factory=list)
+
+
+class RolloutStart(_Body):
+    """Start a progressive rollout of `canary`; unset fields come from the model's policy."""
+
+    model: str
+    canary: str
+    steps: list[int] | None = None
+    step_wait_s: float | None = None
+    max_marginal: int | None = None
+    pair_fraction: float | None = None
+    gates: dict[str, float] | None = Field(None, description='e.g. {"min_requests": 50}')

@@ -24,8 +24,10 @@ from agent.api_models import (
     ReplayReport,
     ReplayRequest,
     RequestRow,
+    RolloutStart,
     TrafficRequest,
 )
+from agent.rollout_machine import Rollout
 
 DEFAULT_URL = "http://127.0.0.1:7070"
 
@@ -178,6 +180,23 @@ class _Calls(ABC):
     def replays(self, limit: int = 20) -> Any:
         return self._call(list[ReplayReport], "GET", "/v1/replay", params={"limit": limit})
 
+    def rollout_start(self, model: str, canary: str, **policy: Any) -> Any:
+        """Start a progressive rollout; `policy` overrides the model's (steps=[...], ...)."""
+        body = RolloutStart(model=model, canary=canary, **policy).model_dump(exclude_none=True)
+        return self._call(Rollout, "POST", "/v1/rollouts", json=body)
+
+    def rollouts(self) -> Any:
+        return self._call(list[Rollout], "GET", "/v1/rollouts")
+
+    def rollout(self, model: str) -> Any:
+        return self._call(Rollout, "GET", f"/v1/rollouts/{model}")
+
+    def rollout_verb(self, model: str, verb: str) -> Any:
+        """`pause`, `resume` or `abort` the model's rollout."""
+        if verb not in ("pause", "resume", "abort"):
+            raise ValueError(f"unknown rollout verb {verb!r}")
+        return self._call(Rollout, "POST", f"/v1/rollouts/{model}/{verb}")
+
     def telemetry(self, kind: str, **filters: Any) -> Any:
         params = {k: v for k, v in filters.items() if v is not None}
         return self._call(None, "GET", f"/v1/telemetry/{kind}", params=params)
@@ -280,4 +299,5 @@ __all__ = [
     "ReplayItem",
     "ReplayReport",
     "RequestRow",
+    "Rollout",
 ]

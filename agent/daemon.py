@@ -25,6 +25,7 @@ from agent.config import AgentConfig, AgentConfigError, load_agent_config
 from agent.controller import Controller
 from agent.ingest import ingest_once
 from agent.replay import Replayer
+from agent.rollouts import Rollouts
 from agent.secrets_file import SecretFileError, ensure_secret
 from agent.serve_api import ServeAPI
 from agent.store import GPU_COLUMNS, HOST_COLUMNS, SERVE_COLUMNS, Store, StoreLocked
@@ -142,6 +143,10 @@ class Agent:
             self.controller.last_status = collector.last
         await asyncio.to_thread(self.store.insert_rows, "serve_samples", SERVE_COLUMNS, rows)
 
+    async def _rollouts(self) -> None:
+        if self.ctx.rollouts is not None and self.collectors.get("controller") == "ok":
+            await self.ctx.rollouts.tick()
+
     async def _bootstrap_controller(self) -> None:
         """Apply the desired Serve state; retried until Ray answers."""
         assert self.controller is not None
@@ -171,6 +176,7 @@ class Agent:
                 spawn(self._every("serve", max(c.interval_s, 1.0), lambda: self._serve(collector)))
             )
             self.tasks.append(spawn(self._bootstrap_controller()))
+            self.tasks.append(spawn(self._every("rollouts", 2.0, self._rollouts)))
 
     async def _gpu_loop(self, interval: float) -> None:
         try:
@@ -189,6 +195,7 @@ class Agent:
         if self.config.controller.enabled:
             self.controller = self._make_controller()
             self.ctx.controller = self.controller
+            self.ctx.rollouts = Rollouts(self.store, self.controller)
             self.ctx.replayer = Replayer(
                 self.store,
                 f"http://127.0.0.1:{self.config.controller.serve_port}",

@@ -204,6 +204,11 @@ class Store:
             names = [d[0] for d in rel.description]
             return [dict(zip(names, row, strict=True)) for row in rel.fetchall()]
 
+    def query_arrays(self, sql: str, params: Any = None) -> dict[str, Any]:
+        """Columns as numpy arrays: for analyses over many rows (no Python object per row)."""
+        with self.cursor() as cur:
+            return cur.execute(sql, params or []).fetchnumpy()
+
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         with self._write_lock, self.cursor() as cur:
             cur.execute(sql, params or [])

@@ -27,11 +27,11 @@ from console.screens.base import ConsoleScreen
 from console.screens.drift import BUCKETS, DriftScreen
 from console.screens.fleet import FleetScreen
 from console.screens.models import ModelsScreen
-from console.screens.pending import RolloutScreen
 from console.screens.requests import RequestsScreen
+from console.screens.rollout import RolloutScreen
 from console.sources import HostSource
 from console.state import ConsoleState
-from console.widgets.modals import ConfirmTyped, ReplayForm, TrafficForm
+from console.widgets.modals import ConfirmTyped, ReplayForm, RolloutForm, TrafficForm
 
 
 class HostPolled(Message):
@@ -157,6 +157,8 @@ class TracksideConsole(App):
             self.load_requests({})
         elif name == "drift":
             self.load_drift()
+        elif name == "rollout":
+            self.load_rollouts()
         self.call_after_refresh(self.refresh_screen)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -334,10 +336,83 @@ class TracksideConsole(App):
             screen.replay_error = f"replay of {model} against {version} refused: {exc.message}"
         self.refresh_screen()
 
-    def action_rollout_start(self) -> None:
-        self.notify("rollouts: the agent does not offer rollouts yet", severity="warning")
+    # -- rollouts ---------------------------------------------------------------------------
+    def _rollout_screen(self) -> RolloutScreen:
+        return self.screens_by_name["rollout"]  # type: ignore[return-value]
 
-    action_rollout_pause = action_rollout_resume = action_rollout_abort = action_rollout_start
+    def action_rollout_start(self) -> None:
+        screen = self._rollout_screen()
+        status = self._model_status(screen.model or "")
+        if status is None:
+            self.notify("no deployed model to roll out", severity="warning")
+            return
+        candidates = [v.version for v in status.versions if v.version != status.stable]
+        if not candidates:
+            screen.note = f"[red]{status.model} has no deployed version besides stable[/]"
+            self.refresh_screen()
+            return
+
+        def done(result: dict | None) -> None:
+            if result is not None:
+                self.run_rollout_call("start", status.model, result)
+
+        self.push_screen(RolloutForm(status.model, status.stable, candidates), done)
+
+    def action_rollout_pause(self) -> None:
+        self.run_rollout_call("pause", self._rollout_screen().model or "", {})
+
+    def action_rollout_resume(self) -> None:
+        self.run_rollout_call("resume", self._rollout_screen().model or "", {})
+
+    def action_rollout_abort(self) -> None:
+        r = self._rollout_screen().current()
+        if r is None or r.state not in ("running", "paused"):
+            self.notify("no rollout in progress", severity="warning")
+            return
+
+        def done(ok: bool | None) -> None:
+            if ok:
+                self.run_rollout_call("abort", r.model, {})
+
+        question = (
+            f"Abort the rollout of [b]{r.model}[/b]: all traffic back to {r.stable}"
+            f" (the canary {r.canary} has {r.policy.steps[r.step]}%)."
+        )
+        self.push_screen(ConfirmTyped(question, r.canary), done)
+
+    @work(exclusive=False, group="actions")
+    async def run_rollout_call(self, verb: str, model: str, args: dict) -> None:
+        screen = self._rollout_screen()
+        client = self._client()
+        if client is None:
+            screen.note = "[red]no controller agent connected[/]"
+            self.refresh_screen()
+            return
+        try:
+            if verb == "start":
+                canary = args.pop("canary")
+                r = await client.rollout_start(model, canary, **args)
+            else:
+                r = await client.rollout_verb(model, verb)
+            screen.note = f"rollout {verb} {model}: {r.state}" + (
+                f" ({r.reason})" if r.reason else ""
+            )
+        except AgentError as exc:
+            screen.note = f"[red]rollout {verb} {model} refused: {exc.message}[/]"
+        self.refresh_screen()
+        self.load_rollouts()
+
+    @work(exclusive=True, group="rollouts")
+    async def load_rollouts(self) -> None:
+        screen = self._rollout_screen()
+        client = self._client()
+        if client is None or not self.state.offers(screen.path):
+            return
+        try:
+            screen.rollouts = await client.rollouts()
+        except AgentError as exc:
+            screen.note = f"[red]rollouts: {exc.message}[/]"
+        self.refresh_screen()
 
     @work(exclusive=False, group="actions")
     async def run_action_call(self, verb: str, model: str, args: dict) -> None:

@@ -110,12 +110,48 @@ class RouterOptions(_Strict):
         return self
 
 
+class RolloutGates(_Strict):
+    """What the canary judge asks of a canary at every step (agent/analysis/judge.py)."""
+
+    min_requests: int = Field(100, ge=1)
+    max_error_increase: float = Field(0.005, ge=0, le=1)
+    latency_tolerance: float = Field(0.10, ge=0)
+    spread_ratio: float = Field(1.5, ge=1)
+    max_disagreement: float = Field(0.02, ge=0, le=1)
+    min_pairs: int = Field(100, ge=1)
+    fail_p: float = Field(0.01, gt=0, lt=1)
+
+
+class RolloutPolicy(_Strict):
+    """A progressive rollout: the canary's weight per step, how long each step is watched,
+    and the judge's gates. A failed judgement rolls back at once; a marginal one watches the
+    step again, `max_marginal` times, then pauses for a person."""
+
+    steps: list[int] = Field(default_factory=lambda: [5, 25, 50, 100], min_length=1)
+    step_wait_s: float = Field(300, ge=1)
+    max_marginal: int = Field(2, ge=0)
+    # Share of canary calls also sent to stable (shadow): their answers are compared.
+    pair_fraction: float = Field(0.2, ge=0, le=1)
+    gates: RolloutGates = Field(default_factory=RolloutGates)
+
+    @model_validator(mode="after")
+    def _steps_rise_to_100(self) -> RolloutPolicy:
+        if any(not 0 < w <= 100 for w in self.steps):
+            raise ValueError("rollout steps are canary weights in 1..100")
+        if any(a >= b for a, b in zip(self.steps, self.steps[1:], strict=False)):
+            raise ValueError("rollout steps must rise")
+        if self.steps[-1] != 100:
+            raise ValueError("the last rollout step must be 100")
+        return self
+
+
 class ModelConfig(_Strict):
     model: str
     versions: dict[str, VersionOptions]
     stable: str | None = None
     router: RouterOptions = Field(default_factory=RouterOptions)
     blessing: dict[str, BlessingRule] = Field(default_factory=dict)
+    rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
 
     def options(self, version: str) -> VersionOptions:
         if version in self.versions:

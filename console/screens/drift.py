@@ -10,8 +10,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static
 
 from agent.client import DriftHistogram, DriftPoint, DriftReport, FeatureDrift
+from console.screens.availability import unavailable
 from console.screens.base import ConsoleScreen
-from console.screens.pending import unavailable
 from console.state import ConsoleState
 from console.widgets.text import num, sparkline
 

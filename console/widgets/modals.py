@@ -1,4 +1,5 @@
-"""Modals for actions: a typed confirmation (No focused), the traffic form, the replay form."""
+"""Modals for actions: a typed confirmation (No focused), and the traffic, replay and
+rollout forms."""
 
 from __future__ import annotations
 
@@ -188,3 +189,77 @@ class ReplayForm(ModalScreen[dict | None]):
                 "ids": list(self.listed) if every else [self.selected],
             }
         )
+
+
+class RolloutForm(ModalScreen[dict | None]):
+    """Start a progressive rollout: the canary, and (optionally) steps and the wait per step;
+    left empty, they come from the model's rollout policy."""
+
+    DEFAULT_CSS = """
+    RolloutForm { align: center middle; }
+    RolloutForm > Vertical { width: 72; height: auto; border: thick $accent; padding: 1 2;
+                             background: $surface; }
+    RolloutForm Grid { grid-size: 2; grid-columns: 24 1fr; height: auto; grid-rows: 3; }
+    RolloutForm #error { color: $error; height: auto; }
+    RolloutForm Horizontal { height: auto; margin-top: 1; }
+    RolloutForm Button { margin-right: 2; }
+    """
+    BINDINGS: ClassVar = [("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, model: str, stable: str, candidates: list[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.stable = stable
+        self.candidates = candidates
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(f"Roll out a canary of [b]{self.model}[/b] (stable: {self.stable})")
+            with Grid():
+                yield Label("canary")
+                yield Select(
+                    [(v, v) for v in self.candidates],
+                    value=self.candidates[0],
+                    allow_blank=False,
+                    id="canary",
+                )
+                yield Label("steps, % (policy)")
+                yield Input(placeholder="e.g. 5,25,50,100", id="steps")
+                yield Label("seconds per step")
+                yield Input(placeholder="the policy's", id="wait", type="number")
+            yield Static("", id="error")
+            with Horizontal():
+                yield Button("Start", id="start", variant="primary")
+                yield Button("Cancel", id="cancel")
+
+    def validated(self) -> dict | str:
+        out: dict = {"canary": self.query_one("#canary", Select).value}
+        steps = self.query_one("#steps", Input).value.replace(" ", "")
+        if steps:
+            try:
+                out["steps"] = [int(s) for s in steps.split(",")]
+            except ValueError:
+                return "steps are whole percentages separated by commas"
+            if any(not 0 < s <= 100 for s in out["steps"]) or out["steps"][-1] != 100:
+                return "steps are percentages in 1..100, rising to 100"
+            if any(a >= b for a, b in zip(out["steps"], out["steps"][1:], strict=False)):
+                return "steps must rise"
+        wait = self.query_one("#wait", Input).value.strip()
+        if wait:
+            try:
+                out["step_wait_s"] = float(wait)
+            except ValueError:
+                return "seconds per step must be a number"
+            if out["step_wait_s"] < 1:
+                return "seconds per step must be at least 1"
+        return out
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+            return
+        result = self.validated()
+        if isinstance(result, str):
+            self.query_one("#error", Static).update(result)
+            return
+        self.dismiss(result)

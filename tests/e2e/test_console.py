@@ -18,7 +18,7 @@ from console import actions
 from console.app import HelpScreen, TracksideConsole
 from console.sources import LocalSource
 from console.widgets.fleet_table import FleetTable
-from console.widgets.modals import ConfirmTyped, ReplayForm, TrafficForm
+from console.widgets.modals import ConfirmTyped, ReplayForm, RolloutForm, TrafficForm
 from scripts.bench.recorded_fleet import recorded_fleet
 from scripts.train_demo_models import split
 from serve.model_store import ModelStore
@@ -92,7 +92,7 @@ async def test_screens_say_what_the_agent_does_not_offer_yet(two_agents):
             assert app.check_action(name, ()) is None
 
 
-async def test_drift_and_replay_say_when_the_controller_does_not_offer_them():
+async def test_drift_replay_and_rollout_say_when_the_controller_does_not_offer_them():
     app = TracksideConsole([], poll_interval_s=3600)
     async with app.run_test(size=SIZE) as pilot:
         app.state.hosts = recorded_fleet(2, 1)  # its controller predates /v1/drift
@@ -111,6 +111,14 @@ async def test_drift_and_replay_say_when_the_controller_does_not_offer_them():
         note = str(app.screen.query_one("#replay-note", Static).render())
         assert "does not offer replay yet (no /v1/replay" in note
         assert app.check_action("replay", ()) is None
+        await pilot.press("o")
+        await until(pilot, lambda: app.screen.screen_name == "rollout")
+        app.refresh_screen()
+        await pilot.pause()
+        note = str(app.screen.query_one("#rollout-note", Static).render())
+        assert "does not offer progressive rollouts yet (no /v1/rollouts" in note
+        for name in ("rollout_start", "rollout_pause", "rollout_resume", "rollout_abort"):
+            assert app.check_action(name, ()) is None
 
 
 async def test_readonly_greys_out_every_write_action():
@@ -364,3 +372,49 @@ async def test_replay_a_logged_request_and_read_the_report(controller):
         text = str(report.render())
         assert f"digits → {version}" in text and "same artifact 1/1" in text
         assert "label changed 0" in text and "failed 0" in text
+
+
+@pytest.mark.ray
+async def test_rollout_start_pause_resume_and_abort_from_the_console(controller):
+    agent, client, _ = controller
+    if "v2" not in {v.version for v in client.model("digits").versions}:
+        client.deploy("digits", "v2")
+    stable = client.model("digits").stable
+    canary = "v2" if stable == "v1" else "v1"
+    app = TracksideConsole([LocalSource(agent.url, token=agent.token())], poll_interval_s=0.5)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.offers("/v1/rollouts") and app.state.models())
+        await pilot.press("o")
+        title = app.screen.query_one("#rollout-title", Static)
+        await until(
+            pilot,
+            lambda: "no rollout yet" in str(title.render()) or "rollout" in str(title.render()),
+        )
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, RolloutForm))
+        form = app.screen
+        assert form.query_one("#canary", Select).value == canary
+        form.query_one("#steps", Input).value = "10,50"  # does not reach 100
+        form.query_one("#start", Button).press()
+        await pilot.pause()
+        assert "rising to 100" in str(form.query_one("#error", Static).render())
+        form.query_one("#steps", Input).value = "10,100"
+        form.query_one("#wait", Input).value = "3600"
+        form.query_one("#start", Button).press()
+        await until(pilot, lambda: "running" in str(title.render()), 30)
+        assert "step 1/2 at 10%" in str(title.render())
+        assert client.model("digits").table.weights == {stable: 90, canary: 10}
+
+        await pilot.press("z")
+        await until(pilot, lambda: "paused" in str(title.render()), 30)
+        await pilot.press("z")  # pausing twice: the agent's refusal is shown
+        note = app.screen.query_one("#rollout-note", Static)
+        await until(pilot, lambda: "refused" in str(note.render()), 30)
+        assert "not running" in str(note.render())
+        await pilot.press("u")
+        await until(pilot, lambda: "running" in str(title.render()), 30)
+
+        await pilot.press("k")
+        await _confirm(pilot, app, canary)
+        await until(pilot, lambda: "aborted" in str(title.render()), 30)
+        assert client.model("digits").table.weights == {stable: 100}

@@ -4,10 +4,13 @@ the router then serves, refusals (409/422), a failed apply, and the audit trail.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import contextlib
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -15,10 +18,12 @@ import httpx
 import pytest
 
 from agent.client import AgentError
+from scripts.load import run_load
 from scripts.train_demo_models import split
 from serve.model_store import ModelStore
 from serve.registration import manifest_fields
 from tests.agent_process import start_controller
+from tests.integration.broken_model import register_broken
 
 pytestmark = pytest.mark.ray
 
@@ -58,6 +63,7 @@ def controller(ray_cluster, demo_store, tmp_path_factory):
         metrics=demo_store.manifest("digits", "v1").metrics,
     )
     store.register(fields, v1 / "digits-v1.onnx", v1 / "reference.parquet")
+    register_broken(store, v1 / "reference.parquet", tmp)  # raises on every call
     (tmp / "digits.toml").write_text(MODEL_TOML)
     agent, client = start_controller(tmp, ray_cluster, tmp / "digits.toml", store.root)
     yield agent, client, ray_cluster
@@ -275,3 +281,112 @@ def test_replay_refuses_unknown_requests_and_undeployed_versions(controller):
     with pytest.raises(AgentError) as info:
         client.replay_report("nope")
     assert info.value.status == 404
+
+
+@contextlib.contextmanager
+def steady_load(cluster, rps: float = 25):
+    """Real digits through the router in the background; yields the load's report."""
+    stop = asyncio.Event()
+    loop = asyncio.new_event_loop()
+    box = {}
+
+    def run() -> None:
+        box["report"] = loop.run_until_complete(
+            run_load(f"{cluster.serve_url}/models/digits/predict", rps, 600, stop=stop)
+        )
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        yield box
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=60)
+
+
+# The demo's versions differ (v2 is a slower random forest and disagrees with v1 on a few
+# digits), and a test cannot wait for the hundreds of calls the default gates need: these
+# gates are loose on purpose, so the walk itself is what is tested.
+LOOSE = {
+    "min_requests": 20,
+    "min_pairs": 5,
+    "max_error_increase": 0.2,
+    "latency_tolerance": 10.0,
+    "spread_ratio": 100.0,
+    "max_disagreement": 0.5,
+}
+
+
+def _wait_for_rollout(client, states, timeout_s: float = 120):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        r = client.rollout("digits")
+        if r.state in states:
+            return r
+        assert time.monotonic() < deadline, r
+        time.sleep(0.5)
+
+
+def _ensure(client, stable: str, other: str) -> None:
+    versions = {v.version for v in client.model("digits").versions}
+    if other not in versions:
+        client.deploy("digits", other, force=True)
+    if client.model("digits").stable != stable:
+        client.promote("digits", stable)
+
+
+def test_a_rollout_walks_its_steps_and_promotes_the_canary(controller):
+    _, client, cluster = controller
+    _ensure(client, "v1", "v2")
+    with steady_load(cluster) as load:
+        started = client.rollout_start(
+            "digits", "v2", steps=[50, 100], step_wait_s=4, pair_fraction=0.5, gates=LOOSE
+        )
+        assert started.state == "running" and client.model("digits").table.weights == {
+            "v1": 50,
+            "v2": 50,
+        }
+        with pytest.raises(AgentError) as info:  # one rollout per model at a time
+            client.rollout_start("digits", "v2")
+        assert info.value.status == 409
+        done = _wait_for_rollout(client, {"done", "rolled_back", "paused"})
+    assert done.state == "done", done
+    assert [(j.weight, j.verdict) for j in done.judgements] == [(50, "pass"), (100, "pass")]
+    metrics = {m["metric"]: m for m in done.judgements[0].metrics}
+    assert metrics["disagreement"]["details"]["high_95"] >= 0  # the numbers are kept
+    model = client.model("digits")
+    assert model.stable == "v2" and model.table.weights == {"v2": 100}
+    assert load["report"].summary()["failed"] == 0
+    actions = [(e.action, e.who) for e in client.audit(limit=50)]
+    assert ("rollout_judge", "rollout") in actions
+    assert any(a == "traffic" and w.startswith("rollout (") for a, w in actions)
+
+
+def test_a_failing_canary_is_rolled_back_and_clients_never_see_it(controller):
+    _, client, cluster = controller
+    _ensure(client, "v1", "broken")
+    with steady_load(cluster) as load:
+        client.rollout_start("digits", "broken", steps=[20, 100], step_wait_s=4, gates=LOOSE)
+        r = _wait_for_rollout(client, {"done", "rolled_back", "paused"})
+    assert r.state == "rolled_back" and "error_rate" in r.reason, r
+    assert client.model("digits").table.weights == {"v1": 100}
+    assert client.model("digits").stable == "v1"
+    assert load["report"].summary()["failed"] == 0  # the router's fallback answered
+
+
+def test_pause_resume_and_abort_through_the_api(controller):
+    _, client, _ = controller
+    _ensure(client, "v1", "v2")
+    client.rollout_start("digits", "v2", steps=[10, 100], step_wait_s=3600, gates=LOOSE)
+    paused = client.rollout_verb("digits", "pause")
+    assert paused.state == "paused" and "paused by" in paused.reason
+    with pytest.raises(AgentError) as info:
+        client.rollout_verb("digits", "pause")
+    assert info.value.status == 409 and "not running" in info.value.message
+    assert client.rollout_verb("digits", "resume").state == "running"
+    aborted = client.rollout_verb("digits", "abort")
+    assert aborted.state == "aborted"
+    assert client.model("digits").table.weights == {"v1": 100}
+    with pytest.raises(AgentError) as info:
+        client.rollout_start("digits", "v1")
+    assert info.value.status == 422 and "already the stable" in info.value.message

@@ -1,0 +1,109 @@
+"""The rollout's judge on a real DuckDB file: request records (primaries, fallbacks and the
+shadow pairs) go through the spool and the agent's ingest, then the judge reads them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agent.ingest import ingest_once
+from agent.rollout_machine import start
+from agent.rollouts import Rollouts
+from agent.store import Store
+from serve.model_config import RolloutPolicy
+from serve.spool import SpoolWriter
+from tests.records import make_record
+
+T0 = datetime.now(UTC) - timedelta(minutes=10)
+POLICY = RolloutPolicy(steps=[50, 100], step_wait_s=60, gates={"min_requests": 50, "min_pairs": 20})
+
+
+def answer(label: int) -> str:
+    return json.dumps({"predictions": [{"label": label, "probabilities": [0.5, 0.5]}]})
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "agent.duckdb")
+    yield s
+    s.close()
+
+
+def log(store, tmp_path, records) -> None:
+    writer = SpoolWriter(tmp_path / "spool", "test")
+    for r in records:
+        writer.append(r)
+    writer.flush()
+    ingest_once(store, tmp_path / "spool")
+
+
+def traffic(n: int, canary_fails: int = 0, disagree: int = 0, canary_ms: float = 10.0):
+    """n calls each way, a second apart; the first `canary_fails` canary calls were answered
+    by the fallback (stable), and `disagree` of the canary's shadow pairs differ."""
+    out = []
+    for i in range(n):
+        ts = T0 + timedelta(seconds=i)
+        out.append(make_record(i, request_id=f"s-{i}", ts=ts, version="v1", total_ms=10.0 + i % 3))
+        failed = i < canary_fails
+        out.append(
+            make_record(
+                i,
+                request_id=f"c-{i}",
+                ts=ts,
+                version="v1" if failed else "v2",
+                fallback_from="v2" if failed else None,
+                total_ms=canary_ms + i % 3,
+                output=answer(1),
+            )
+        )
+        if not failed:
+            out.append(
+                make_record(
+                    i,
+                    request_id=f"c-{i}",
+                    ts=ts,
+                    role="shadow",
+                    version="v1",
+                    primary_request_id=f"c-{i}",
+                    output=answer(2 if i < disagree else 1),
+                )
+            )
+    return out
+
+
+def judged(store, now: datetime):
+    r, _ = start("digits", "v2", "v1", POLICY, T0, "test")
+    return Rollouts(store, controller=None).judge(r, now)  # the judge needs no controller
+
+
+def test_a_canary_like_stable_passes_every_metric(store, tmp_path):
+    log(store, tmp_path, traffic(300))
+    j = judged(store, T0 + timedelta(seconds=300))
+    assert j.verdict in ("pass", "marginal")  # 300 calls cannot prove <0.5% errors
+    by = {m.metric: m for m in j.metrics}
+    assert by["latency"].verdict == "pass" and by["disagreement"].verdict == "pass"
+    assert by["disagreement"].details["high_95"] < 0.02 and by["disagreement"].canary == 0
+    assert by["error_rate"].canary == 0
+
+
+def test_fallbacks_count_as_the_canarys_errors(store, tmp_path):
+    log(store, tmp_path, traffic(300, canary_fails=60))
+    j = judged(store, T0 + timedelta(seconds=300))
+    by = {m.metric: m for m in j.metrics}
+    assert j.verdict == "fail" and by["error_rate"].verdict == "fail"
+    assert by["error_rate"].canary == pytest.approx(60 / 300)
+
+
+def test_differing_labels_in_shadow_pairs_fail_disagreement(store, tmp_path):
+    log(store, tmp_path, traffic(300, disagree=60))
+    by = {m.metric: m for m in judged(store, T0 + timedelta(seconds=300)).metrics}
+    assert by["disagreement"].verdict == "fail"
+    assert by["disagreement"].canary == pytest.approx(60 / 300)
+
+
+def test_a_slower_canary_fails_latency(store, tmp_path):
+    log(store, tmp_path, traffic(300, canary_ms=30.0))
+    by = {m.metric: m for m in judged(store, T0 + timedelta(seconds=300)).metrics}
+    assert by["latency"].verdict == "fail" and by["latency"].canary > by["latency"].stable

@@ -1,0 +1,86 @@
+"""The canary judge: pass only on evidence that the canary is no worse; fail on clear harm;
+marginal when the data cannot tell (sparse errors, too few pairs, a wider spread)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agent.analysis.judge import (
+    GateSettings,
+    VersionSample,
+    judge,
+    judge_disagreement,
+    judge_errors,
+    judge_latency,
+)
+
+RNG = np.random.default_rng(7)
+GATES = GateSettings()
+
+
+def sample(latencies, errors=0) -> VersionSample:
+    return VersionSample(latencies_ms=np.asarray(latencies, dtype=float), errors=errors)
+
+
+def test_the_same_behaviour_passes():
+    stable = sample(RNG.lognormal(3, 0.3, 3000), errors=3)
+    canary = sample(RNG.lognormal(3, 0.3, 1000), errors=1)
+    j = judge(canary, stable, disagreements=2, pairs=400, gates=GATES)
+    assert j.verdict == "pass", j
+    assert {m.metric for m in j.metrics} == {"error_rate", "latency", "disagreement"}
+
+
+def test_an_error_spike_fails():
+    v = judge_errors(sample(np.ones(800), errors=40), sample(np.ones(3000), errors=3), GATES)
+    assert v.verdict == "fail" and v.p_value < 0.001
+
+
+def test_sparse_errors_on_few_requests_do_not_pass():
+    # 1 error in 40 calls: no proof of harm, but no proof of safety either.
+    v = judge_errors(sample(np.ones(40), errors=1), sample(np.ones(5000), errors=0), GATES)
+    assert v.verdict == "marginal", v
+
+
+def test_no_errors_on_enough_requests_passes():
+    v = judge_errors(sample(np.ones(2000)), sample(np.ones(5000), errors=2), GATES)
+    assert v.verdict == "pass", v
+
+
+def test_a_slower_canary_fails_on_latency():
+    v = judge_latency(
+        sample(RNG.lognormal(3.3, 0.3, 1000)), sample(RNG.lognormal(3.0, 0.3, 3000)), GATES
+    )
+    assert v.verdict == "fail" and v.canary > v.stable
+
+
+def test_a_rise_in_variance_with_the_same_median_does_not_pass():
+    stable = RNG.normal(20, 1, 3000)
+    canary = RNG.normal(20, 4, 1000)  # same median, four times the spread: a worse tail
+    assert abs(np.median(canary) - np.median(stable)) < 0.5
+    v = judge_latency(sample(canary), sample(stable), GATES)
+    assert v.verdict != "pass", v
+
+
+def test_a_faster_canary_passes():
+    v = judge_latency(
+        sample(RNG.lognormal(2.8, 0.3, 1000)), sample(RNG.lognormal(3.0, 0.3, 3000)), GATES
+    )
+    assert v.verdict == "pass"
+
+
+def test_disagreement_needs_enough_pairs_and_a_low_rate():
+    assert judge_disagreement(0, 500, GATES).verdict == "pass"
+    assert judge_disagreement(0, 10, GATES).verdict == "marginal"  # too few to tell
+    assert judge_disagreement(60, 500, GATES).verdict == "fail"  # 12% of answers differ
+
+
+def test_too_few_canary_requests_is_marginal_with_the_reason():
+    j = judge(sample([10.0] * 5), sample(RNG.normal(10, 1, 1000)), 0, 0, GATES)
+    assert j.verdict == "marginal"
+    assert any("requests" in (m.note or "") for m in j.metrics)
+
+
+def test_the_worst_metric_decides():
+    stable = sample(RNG.lognormal(3, 0.3, 3000))
+    canary = sample(RNG.lognormal(3, 0.3, 1000), errors=60)
+    assert judge(canary, stable, 0, 500, GATES).verdict == "fail"
