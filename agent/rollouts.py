@@ -36,9 +36,10 @@ from agent.rollout_machine import (
 )
 from agent.store import Store, naive_utc
 from serve.model_config import RolloutPolicy
+from serve.model_store import StoreError
 
 if TYPE_CHECKING:
-    from agent.analysis.judge import Judgement
+    from agent.analysis.judge import Judgement, MetricVerdict
 
 log = logging.getLogger("trackside.rollouts")
 
@@ -214,7 +215,42 @@ class Rollouts:
             int(pairs["disagreements"]),
             int(pairs["pairs"]),
             gates,
+            extra=self._drift(r, now),
         )
+
+    def _drift(self, r: Rollout, now: datetime) -> list[MetricVerdict]:
+        """The canary's traffic in this step against its reference sample: at worst
+        marginal (the inputs drift for stable too), but a person should see it."""
+        from agent.analysis.drift import DriftSource, drift_reports
+        from agent.analysis.drift_stats import DriftThresholds
+        from agent.analysis.judge import MetricVerdict
+
+        if self.ctl is None:
+            return []
+        try:
+            manifest = self.ctl.model_store.manifest(r.model, r.canary)
+            reference = self.ctl.model_store.reference_path(r.model, r.canary)
+        except StoreError:
+            return []
+        if reference is None or not reference.is_file():
+            return []
+        source = DriftSource(r.model, r.canary, reference, list(manifest.input.features))
+        (report,) = drift_reports(
+            self.store, source, naive_utc(r.step_started_at), naive_utc(now), DriftThresholds()
+        )
+        drifted = [f.feature for f in report.features if f.decision.drifted]
+        moved = report.prediction is not None and report.prediction.decision.drifted
+        share = len(drifted) / max(len(report.features), 1)
+        return [
+            MetricVerdict(
+                "drift",
+                "marginal" if moved or share > 0.1 else "pass",
+                canary=float(len(drifted)),
+                note=f"{len(drifted)} of {len(report.features)} input features drifted from"
+                f" {r.canary}'s reference; predictions {'drifted' if moved else 'steady'}"
+                f" ({report.rows} rows)",
+            )
+        ]
 
     # -- applying -----------------------------------------------------------------------------
     async def _apply(self, r: Rollout, action: Action) -> None:

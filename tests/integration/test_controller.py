@@ -390,3 +390,20 @@ def test_pause_resume_and_abort_through_the_api(controller):
     with pytest.raises(AgentError) as info:
         client.rollout_start("digits", "v1")
     assert info.value.status == 422 and "already the stable" in info.value.message
+
+
+def test_a_rollout_survives_an_agent_restart(controller):
+    agent, client, cluster = controller
+    _ensure(client, "v1", "v2")
+    with steady_load(cluster) as load:
+        client.rollout_start(
+            "digits", "v2", steps=[50, 100], step_wait_s=8, pair_fraction=0.5, gates=LOOSE
+        )
+        assert agent.stop() == 0  # SIGTERM mid-step; the rollout is in DuckDB
+        agent.start()
+        r = _wait_for_rollout(client, {"done", "rolled_back", "paused"})
+    assert r.state == "done", r
+    assert [(j.weight, j.verdict) for j in r.judgements] == [(50, "pass"), (100, "pass")]
+    assert "drift" in {m["metric"] for m in r.judgements[0].metrics}
+    assert client.model("digits").stable == "v2"
+    assert load["report"].summary()["failed"] == 0  # Serve kept serving while the agent was down
