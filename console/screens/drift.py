@@ -94,8 +94,8 @@ class DriftScreen(ConsoleScreen):
         with Horizontal():
             yield DataTable(id="features", zebra_stripes=True, cursor_type="row")
             with VerticalScroll(id="drift-side"):
-                yield Static("", id="histogram")
                 yield Static("", id="timeline")
+                yield Static("", id="histogram")
         yield Footer()
 
     def on_mount(self) -> None:
