@@ -1,4 +1,5 @@
-"""CLI verbs over the agent's API: status, deploy, traffic, promote, rollback, retire, audit."""
+"""CLI verbs over the agent's API: status, deploy, traffic, promote, rollback, retire, audit,
+drift, replay and rollout."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import getpass
 import json
 import os
 import sys
+import time
 from typing import Any
 
 from agent.api_models import ActionResult
@@ -138,6 +140,89 @@ def cmd_audit(client: AgentClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drift(client: AgentClient, args: argparse.Namespace) -> int:
+    r = client.drift(args.model, version=args.version, since=args.since, until=args.until)
+    print(
+        f"{r.model} {r.version}: {r.current_rows} rows against {r.reference_rows} reference rows,"
+        f" {len(r.drifted)} drifted: {', '.join(r.drifted) or 'none'}"
+    )
+    rows = [*r.features, *([r.prediction] if r.prediction else [])]
+    rows.sort(key=lambda f: (not f.drifted, -(f.psi or f.js or 0), f.feature))
+    shown = rows if args.all else [f for f in rows if f.drifted] or rows[:10]
+    print(
+        _table(
+            [
+                [
+                    f.feature,
+                    f.test,
+                    _num(f.statistic),
+                    _num(f.p_adjusted),
+                    _num(f.psi if f.kind == "numeric" else f.js),
+                    _num(f.wasserstein),
+                    "yes" if f.drifted else "no",
+                ]
+                for f in shown
+            ],
+            ["FEATURE", "TEST", "STAT", "P (BH)", "PSI/JS", "W/SD", "DRIFTED"],
+        )
+    )
+    return 0
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def cmd_replay(client: AgentClient, args: argparse.Namespace) -> int:
+    report = client.replay(args.model, args.version, args.request_ids, tolerance=args.tolerance)
+    while report.state == "running":
+        time.sleep(0.5)
+        report = client.replay_report(report.id)
+    c = report.counts
+    print(
+        f"replay {report.id} {report.model} -> {report.version}: {report.done}/{report.total}"
+        f" {report.state}; identical {c.get('identical', 0)}, within {report.tolerance:g}"
+        f" {c.get('within_tolerance', 0)}, output changed {c.get('output_changed', 0)},"
+        f" label changed {c.get('label_changed', 0)}, failed {c.get('failed', 0)};"
+        f" same artifact {report.same_artifact}/{report.done}"
+    )
+    for item in report.items:
+        if item.outcome != "identical":
+            print(
+                f"  {item.request_id}: {item.outcome} labels {item.original_labels} ->"
+                f" {item.replay_labels} max|dp| {_num(item.max_abs_diff)} {item.error or ''}"
+            )
+    return 0 if c.get("failed", 0) == 0 and report.state == "done" else 1
+
+
+def cmd_rollout(client: AgentClient, args: argparse.Namespace) -> int:
+    if args.action == "start":
+        if not args.canary:
+            raise SystemExit("trackside rollout start MODEL CANARY [--steps 5,25,50,100]")
+        policy: dict[str, Any] = {}
+        if args.steps:
+            policy["steps"] = [int(s) for s in args.steps.split(",")]
+        if args.wait:
+            policy["step_wait_s"] = args.wait
+        r = client.rollout_start(args.model, args.canary, **policy)
+    elif args.action == "status":
+        r = client.rollout(args.model)
+    else:
+        r = client.rollout_verb(args.model, args.action)
+    steps = " -> ".join(
+        f"[{w}%]" if i == r.step and r.state in ("running", "paused") else f"{w}%"
+        for i, w in enumerate(r.policy.steps)
+    )
+    print(f"{r.model}: canary {r.canary} against stable {r.stable}, {r.state}  {steps}")
+    if r.reason:
+        print(f"  {r.reason}")
+    for j in r.judgements:
+        print(f"  {j.at:%Y-%m-%d %H:%M:%S} step {j.step + 1} at {j.weight}%: {j.verdict}")
+        for m in j.metrics:
+            print(f"    {m.get('metric')}: {m.get('verdict')}  {m.get('note', '')}")
+    return 0
+
+
 def _brief(table: Any) -> str:
     if not isinstance(table, dict):
         return "-"
@@ -153,6 +238,9 @@ COMMANDS = {
     "rollback": cmd_rollback,
     "retire": cmd_retire,
     "audit": cmd_audit,
+    "drift": cmd_drift,
+    "replay": cmd_replay,
+    "rollout": cmd_rollout,
 }
 
 
@@ -180,6 +268,23 @@ def build_parser(verb: str) -> argparse.ArgumentParser:
     elif verb == "rollback":
         p.add_argument("model")
         p.add_argument("--to", metavar="VERSION")
+    elif verb == "drift":
+        p.add_argument("model")
+        p.add_argument("--version", help="default: the stable version")
+        p.add_argument("--since", help="ISO time (default: an hour ago)")
+        p.add_argument("--until", help="ISO time (default: now)")
+        p.add_argument("--all", action="store_true", help="every feature, not just the drifted")
+    elif verb == "replay":
+        p.add_argument("model")
+        p.add_argument("version", help="the version to replay against")
+        p.add_argument("request_ids", nargs="+", metavar="REQUEST_ID")
+        p.add_argument("--tolerance", type=float, default=1e-6)
+    elif verb == "rollout":
+        p.add_argument("action", choices=["start", "status", "pause", "resume", "abort"])
+        p.add_argument("model")
+        p.add_argument("canary", nargs="?", help="start: the version to roll out")
+        p.add_argument("--steps", help="start: canary weights, e.g. 5,25,50,100")
+        p.add_argument("--wait", type=float, help="start: seconds to watch each step")
     elif verb == "audit":
         p.add_argument("--since", help="ISO time, e.g. 2026-11-21T10:00:00")
         p.add_argument("--limit", type=int, default=50)

@@ -215,10 +215,10 @@ class Rollouts:
             int(pairs["disagreements"]),
             int(pairs["pairs"]),
             gates,
-            extra=self._drift(r, now),
+            extra=self._drift(r, now, gates.max_drifted_share),
         )
 
-    def _drift(self, r: Rollout, now: datetime) -> list[MetricVerdict]:
+    def _drift(self, r: Rollout, now: datetime, max_share: float) -> list[MetricVerdict]:
         """The canary's traffic in this step against its reference sample: at worst
         marginal (the inputs drift for stable too), but a person should see it."""
         from agent.analysis.drift import DriftSource, drift_reports
@@ -244,7 +244,7 @@ class Rollouts:
         return [
             MetricVerdict(
                 "drift",
-                "marginal" if moved or share > 0.1 else "pass",
+                "marginal" if moved or share > max_share else "pass",
                 canary=float(len(drifted)),
                 note=f"{len(drifted)} of {len(report.features)} input features drifted from"
                 f" {r.canary}'s reference; predictions {'drifted' if moved else 'steady'}"

@@ -21,7 +21,9 @@ def ensure_secret(path: Path) -> str:
         pass
     else:
         with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32) + "\n")
+            # Hex, not URL-safe base64: a token starting with "-" reads as an option to
+            # `--token` on a command line.
+            f.write(secrets.token_hex(32) + "\n")
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise SecretFileError(

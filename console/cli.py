@@ -18,6 +18,10 @@ verbs:
   rollback  back to the previous stable (or --to VERSION)
   retire    remove a version that has no traffic
   audit     every action: who, when, before -> after
+  drift     per-feature drift of a version's traffic: trackside drift digits
+  replay    replay logged calls against a version: trackside replay digits v2 ID...
+  rollout   start|status|pause|resume|abort a progressive rollout:
+            trackside rollout start digits v2 --steps 10,50,100
 """
 
 
@@ -54,7 +58,18 @@ VERBS: dict[str, Callable[[list[str]], int]] = {
     "agent": _agent,
     **{
         verb: _api_verb(verb)
-        for verb in ("status", "deploy", "traffic", "promote", "rollback", "retire", "audit")
+        for verb in (
+            "status",
+            "deploy",
+            "traffic",
+            "promote",
+            "rollback",
+            "retire",
+            "audit",
+            "drift",
+            "replay",
+            "rollout",
+        )
     },
 }
 

@@ -120,6 +120,8 @@ class RolloutGates(_Strict):
     max_disagreement: float = Field(0.02, ge=0, le=1)
     min_pairs: int = Field(100, ge=1)
     fail_p: float = Field(0.01, gt=0, lt=1)
+    # Input features of the canary's traffic drifted from its reference, at most (marginal).
+    max_drifted_share: float = Field(0.1, ge=0, le=1)
 
 
 class RolloutPolicy(_Strict):

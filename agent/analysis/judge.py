@@ -29,6 +29,7 @@ class GateSettings:
     max_disagreement: float = 0.02  # share of paired answers whose labels differ
     min_pairs: int = 100
     fail_p: float = 0.01  # evidence needed to call harm
+    max_drifted_share: float = 0.1  # the canary's input features drifted from its reference
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ COLUMNS = [  # key, label, width
     ("cpu", "CPU", 6),
     ("cpu_hist", "CPU history", 20),
     ("mem", "MEM", 6),
+    ("mem_hist", "MEM history", 12),
     ("load", "LOAD", 6),
     ("gpu", "GPU", 6),
     ("gmem", "GPU MEM", 11),
@@ -34,7 +35,7 @@ COLUMNS = [  # key, label, width
 ]
 # Below this width the history and poll columns go, so GPU numbers stay on screen.
 NARROW_BELOW = 140
-NARROW_DROP = {"poll", "cpu_hist", "load", "gpu_hist"}
+NARROW_DROP = {"poll", "cpu_hist", "mem_hist", "load", "gpu_hist"}
 
 
 def host_state(s: HostSnapshot) -> Text:
@@ -55,6 +56,7 @@ def host_cells(s: HostSnapshot) -> dict:
         "cpu": pct(h.get("cpu_pct")),
         "cpu_hist": sparkline(s.cpu_history),
         "mem": pct(h.get("mem_pct")),
+        "mem_hist": sparkline(s.mem_history, width=12),
         "load": num(h.get("load1"), "{:.2f}"),
         "gpu": "none" if gpu_status.startswith("no GPU") else "",
         "throttle": Text(s.error or "", style="red") if not s.connected else "",

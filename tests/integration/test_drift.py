@@ -5,6 +5,8 @@ then the same rows with one band of pixels brightened."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -194,6 +196,31 @@ def test_drift_api_reports_histograms_and_a_timeline(drift_agent, source):
     )
     assert [p["current_rows"] for p in timeline] == [len(held_out)] * 2
     assert timeline[0]["drifted"] == 0 and timeline[1]["drifted"] >= 4
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "drift",
+            "digits",
+            "--version",
+            "v1",
+            "--since",
+            window["since"],
+            "--until",
+            window["until"],
+            "--agent",
+            drift_agent.url,
+            "--token",
+            drift_agent.token(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "px_3_3" in out.stdout and f"{2 * len(held_out)} rows" in out.stdout
 
 
 @pytest.mark.parametrize(
