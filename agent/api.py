@@ -299,7 +299,7 @@ def create_app(ctx: AgentContext) -> FastAPI:
         )
         return [RequestRow(**r) for r in rows]
 
-    @app.get("/v1/requests/{request_id}", response_model=list[RequestRow], dependencies=auth)
+    @app.get("/v1/requests/{request_id:path}", response_model=list[RequestRow], dependencies=auth)
     def request_detail(request_id: str) -> list[RequestRow]:
         rows = ctx.store.query(
             "SELECT * EXCLUDE (sticky_key_hash, dropped_total, ingested_at) FROM requests"
@@ -459,7 +459,8 @@ def create_app(ctx: AgentContext) -> FastAPI:
 
     def rollouts() -> Rollouts:
         controller()
-        assert ctx.rollouts is not None  # made with the controller
+        if ctx.rollouts is None:
+            raise HTTPException(409, "this controller runs no rollouts")
         return ctx.rollouts
 
     @app.post("/v1/rollouts", response_model=Rollout, status_code=201, dependencies=auth)

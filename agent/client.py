@@ -6,6 +6,7 @@ import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import TypeAdapter
@@ -141,7 +142,8 @@ class _Calls(ABC):
         return self._call(list[RequestRow], "GET", "/v1/requests", params=params)
 
     def request(self, request_id: str) -> Any:
-        return self._call(list[RequestRow], "GET", f"/v1/requests/{request_id}")
+        # Clients choose request ids: "/" and "?" must reach the agent as part of the id.
+        return self._call(list[RequestRow], "GET", f"/v1/requests/{quote(request_id, safe='')}")
 
     def audit(self, since: str | None = None, limit: int = 100) -> Any:
         params = {"limit": limit, **({"since": since} if since else {})}

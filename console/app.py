@@ -15,6 +15,7 @@ from typing import ClassVar
 from textual import work
 from textual.app import App, ComposeResult, ScreenStackError, SystemCommand
 from textual.binding import Binding
+from textual.markup import escape
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Input
@@ -226,8 +227,9 @@ class TracksideConsole(App):
         return self.screens_by_name["models"]  # type: ignore[return-value]
 
     def _report(self, text: str, error: bool = False) -> None:
-        self._models_screen().show_result(f"[red]{text}[/]" if error else text)
-        self.notify(text, severity="error" if error else "information", timeout=6)
+        shown = escape(text)  # agents' messages quote versions, weights, anything
+        self._models_screen().show_result(f"[red]{shown}[/]" if error else shown)
+        self.notify(text, severity="error" if error else "information", timeout=6, markup=False)
 
     def _selected(self) -> tuple[str, str] | None:
         selected = self._models_screen().selected()
@@ -394,11 +396,11 @@ class TracksideConsole(App):
                 r = await client.rollout_start(model, canary, **args)
             else:
                 r = await client.rollout_verb(model, verb)
-            screen.note = f"rollout {verb} {model}: {r.state}" + (
-                f" ({r.reason})" if r.reason else ""
+            screen.note = escape(
+                f"rollout {verb} {model}: {r.state}" + (f" ({r.reason})" if r.reason else "")
             )
         except AgentError as exc:
-            screen.note = f"[red]rollout {verb} {model} refused: {exc.message}[/]"
+            screen.note = f"[red]{escape(f'rollout {verb} {model} refused: {exc.message}')}[/]"
         self.refresh_screen()
         self.load_rollouts()
 
@@ -411,7 +413,7 @@ class TracksideConsole(App):
         try:
             screen.rollouts = await client.rollouts()
         except AgentError as exc:
-            screen.note = f"[red]rollouts: {exc.message}[/]"
+            screen.note = f"[red]{escape(f'rollouts: {exc.message}')}[/]"
         self.refresh_screen()
 
     @work(exclusive=False, group="actions")

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from textual.app import ComposeResult
+from textual.markup import escape
 from textual.widgets import DataTable, Footer, Header, Static
 
 from agent.client import AuditEntry
 from console.screens.base import ConsoleScreen
 from console.state import ConsoleState
+from console.widgets.text import plain
 
 
 def brief(table: Any) -> str:
@@ -54,16 +56,16 @@ class AuditScreen(ConsoleScreen):
         table = self.query_one("#audit", DataTable)
         table.clear()
         if self.error:
-            self.query_one("#note", Static).update(f" [red]{self.error}[/]")
+            self.query_one("#note", Static).update(f" [red]{escape(self.error)}[/]")
         for e in self.entries:
             table.add_row(
                 str(e.id),
                 e.ts.strftime("%Y-%m-%d %H:%M:%S"),
-                e.who or "-",
-                e.action,
-                e.model or "-",
-                e.result,
-                brief(e.before),
-                brief(e.after),
-                (e.error or "")[:80],
+                plain(e.who or "-"),
+                plain(e.action),
+                plain(e.model or "-"),
+                plain(e.result),
+                plain(brief(e.before)),
+                plain(brief(e.after)),
+                plain((e.error or "")[:80]),
             )

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
+from textual.markup import escape
 from textual.widgets import DataTable, Footer, Header, Static
 
 from agent.client import DriftHistogram, DriftPoint, DriftReport, FeatureDrift
 from console.screens.availability import unavailable
 from console.screens.base import ConsoleScreen
 from console.state import ConsoleState
-from console.widgets.text import num, sparkline
+from console.widgets.text import num, plain, sparkline
 
 WINDOWS_S = (900, 3600, 6 * 3600, 24 * 3600)
 BUCKETS = 12
@@ -40,7 +41,7 @@ def effect(f: FeatureDrift) -> str:
 
 def histogram_text(h: DriftHistogram) -> str:
     top = max([*h.reference, *h.current, 1e-9])
-    lines = [f"[b]{h.feature}[/b] · [blue]█[/] reference · [magenta]█[/] current"]
+    lines = [f"[b]{escape(h.feature)}[/b] · [blue]█[/] reference · [magenta]█[/] current"]
     for lo, hi, ref, cur in zip(h.edges, h.edges[1:], h.reference, h.current, strict=False):
         label = f"{lo:g}" if hi - lo == 1 and float(lo).is_integer() else f"{lo:.3g}–{hi:.3g}"
         lines.append(
@@ -170,7 +171,7 @@ class DriftScreen(ConsoleScreen):
             if pred is not None:
                 head += f" · prediction {'[red]drifted[/]' if pred.drifted else 'steady'}"
         title.update(head + (" · loading…" if self.loading else ""))
-        note.update(f"[red]{self.error}[/]" if self.error else "")
+        note.update(f"[red]{escape(self.error)}[/]" if self.error else "")
         if r is not None and r is not self._shown:
             self._fill(r)
         self.query_one("#histogram", Static).update(
@@ -186,7 +187,7 @@ class DriftScreen(ConsoleScreen):
         rows.sort(key=lambda f: (not f.drifted, -(f.psi or f.js or 0), f.feature))
         for f in rows:
             table.add_row(
-                f.feature,
+                plain(f.feature),
                 f.test,
                 num(f.statistic, "{:.3f}"),
                 num(f.p_adjusted, "{:.2g}"),

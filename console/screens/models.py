@@ -3,6 +3,7 @@ and Serve's problems (e.g. "unschedulable: needs GPU"). Actions act on the selec
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -113,7 +114,7 @@ class ModelsScreen(ConsoleScreen):
                     num(p.p99_ms if p else None, "{:.0f}"),
                     num(p.rps if p else None, "{:.1f}"),
                     num(p.error_rate * 100 if p else None, "{:.1f}"),
-                    f"[red]{v.problem}[/]" if v.problem else "",
+                    Text(v.problem, style="red") if v.problem else "",
                     key=key,
                 )
         if table.row_count:

@@ -7,13 +7,14 @@ import json
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.markup import escape
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from agent.client import ReplayReport, RequestRow
 from console.screens.availability import unavailable
 from console.screens.base import ConsoleScreen
 from console.state import ConsoleState
-from console.widgets.text import num
+from console.widgets.text import num, plain
 
 REPLAY_PATH = "/v1/replay"
 
@@ -40,7 +41,7 @@ def replay_text(r: ReplayReport) -> str:
         f" · failed {c.get('failed', 0)}"
         f" · same artifact {r.same_artifact}/{r.done}"
         + (f" · max |Δp| {r.max_abs_diff:.2g}" if r.max_abs_diff is not None else "")
-        + (f"\n [red]{r.error}[/]" if r.error else "")
+        + (f"\n [red]{escape(r.error)}[/]" if r.error else "")
     )
     lines = [head]
     for item in [i for i in r.items if i.outcome != "identical"][:4]:
@@ -49,7 +50,10 @@ def replay_text(r: ReplayReport) -> str:
             if item.outcome == "label_changed"
             else item.error or f"|Δp| {item.max_abs_diff:.2g}"
         )
-        lines.append(f"   {item.request_id[:28]} ({item.original_version}): {item.outcome}, {what}")
+        lines.append(
+            f"   {escape(item.request_id[:28])} ({escape(str(item.original_version))}):"
+            f" {item.outcome}, {escape(what)}"
+        )
     return "\n".join(lines)
 
 
@@ -112,21 +116,21 @@ class RequestsScreen(ConsoleScreen):
         table.clear()
         for host, r in self.rows:
             table.add_row(
-                host,
+                plain(host),
                 r.ts.strftime("%H:%M:%S.%f")[:-3],
-                r.request_id[:24],
-                r.version or "-",
-                r.role,
+                plain(r.request_id[:24]),
+                plain(r.version or "-"),
+                plain(r.role),
                 str(r.status),
                 num(r.total_ms, "{:.1f}"),
-                r.fallback_from or "",
+                plain(r.fallback_from or ""),
             )
         reason = unavailable(state, REPLAY_PATH, "replay")
         self.query_one("#replay-note", Static).update(
             f" replay is disabled: {reason}" if reason else ""
         )
         self.query_one("#replay-report", Static).update(
-            f"[red]{self.replay_error}[/]"
+            f"[red]{escape(self.replay_error)}[/]"
             if self.replay_error
             else replay_text(self.replay)
             if self.replay
@@ -134,15 +138,16 @@ class RequestsScreen(ConsoleScreen):
         )
         detail = self.query_one("#detail", Static)
         if self.error:
-            detail.update(f"[red]{self.error}[/]")
+            detail.update(f"[red]{escape(self.error)}[/]")
         elif self.detail:
             parts = []
             for r in self.detail:
                 parts.append(
-                    f"[b]{r.role}[/b] {r.version} status {r.status}"
-                    f" sha256 {(r.sha256 or '')[:12]}\n"
+                    f"[b]{escape(r.role)}[/b] {escape(str(r.version))} status {r.status}"
+                    f" sha256 {escape((r.sha256 or '')[:12])}\n"
                     f"latency {num(r.latency_ms)} ms, total {num(r.total_ms)} ms"
-                    + (f"\nerror: {r.error}" if r.error else "")
-                    + f"\ninput: {json.dumps(r.input)[:300]}\noutput: {json.dumps(r.output)[:300]}"
+                    + (f"\nerror: {escape(r.error)}" if r.error else "")
+                    + f"\ninput: {escape(json.dumps(r.input)[:300])}"
+                    + f"\noutput: {escape(json.dumps(r.output)[:300])}"
                 )
             detail.update("\n\n".join(parts))

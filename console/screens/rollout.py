@@ -8,13 +8,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from textual.app import ComposeResult
+from textual.markup import escape
 from textual.widgets import DataTable, Footer, Header, Static
 
 from agent.client import Rollout
 from console.screens.availability import unavailable
 from console.screens.base import ConsoleScreen
 from console.state import ConsoleState
-from console.widgets.text import num
+from console.widgets.text import num, plain
 
 VERDICT_STYLE = {"pass": "green", "marginal": "yellow", "fail": "red"}
 STATE_STYLE = {"running": "green", "paused": "yellow", "done": "green"}
@@ -46,7 +47,7 @@ def title_text(r: Rollout, now: datetime) -> str:
         left = max(0, int((r.judge_at - now).total_seconds()))
         head += f" · next judgement in {left // 60}m{left % 60:02d}s"
     if r.reason:
-        head += f"\n {r.reason}"
+        head += f"\n {escape(r.reason)}"
     return head
 
 
@@ -125,7 +126,7 @@ class RolloutScreen(ConsoleScreen):
                 num(m.get("canary"), "{:.4g}"),
                 num(m.get("stable"), "{:.4g}"),
                 num(m.get("p_value"), "{:.2g}"),
-                m.get("note") or "",
+                plain(m.get("note") or ""),
             )
         history = self.query_one("#history", DataTable)
         history.clear()

@@ -22,7 +22,9 @@ from console.widgets.modals import ConfirmTyped, ReplayForm, RolloutForm, Traffi
 from scripts.bench.recorded_fleet import recorded_fleet
 from scripts.train_demo_models import split
 from serve.model_store import ModelStore
+from serve.spool import SpoolWriter
 from tests.agent_process import AgentProcess, start_controller
+from tests.records import make_record
 
 SIZE = (200, 50)
 
@@ -119,6 +121,29 @@ async def test_drift_replay_and_rollout_say_when_the_controller_does_not_offer_t
         assert "does not offer progressive rollouts yet (no /v1/rollouts" in note
         for name in ("rollout_start", "rollout_pause", "rollout_resume", "rollout_abort"):
             assert app.check_action(name, ()) is None
+
+
+async def test_text_from_clients_is_shown_as_text_never_as_markup(two_agents, tmp_path):
+    """A client picks its x-request-id; an error may quote anything. Neither may style the
+    console, or crash it with a stray closing tag."""
+    a, _ = two_agents
+    writer = SpoolWriter(a.data_dir / "spool", "test")
+    writer.append(
+        make_record(1, request_id="[/]evil[b]", status=503, error="[/] boom [red]x", version="v1")
+    )
+    writer.flush()
+    app = TracksideConsole(sources(a), poll_interval_s=0.5)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.hosts["host-0"].connected)
+        await pilot.press("r")
+        screen = app.screen
+        await until(pilot, lambda: any(r.request_id == "[/]evil[b]" for _, r in screen.rows))
+        table = screen.query_one("#requests", DataTable)
+        assert "[/]evil[b]" in [str(c) for c in table.get_row_at(0)]
+        table.move_cursor(row=0)
+        table.focus()
+        detail = screen.query_one("#detail", Static)
+        await until(pilot, lambda: "[/] boom [red]x" in str(detail.render()))
 
 
 async def test_readonly_greys_out_every_write_action():
