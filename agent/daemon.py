@@ -34,6 +34,11 @@ from serve.model_store import ModelStore
 from serve.serve_config import ServeTarget
 
 log = logging.getLogger("trackside.agent")
+TELEMETRY_COLUMNS = {
+    "host_samples": HOST_COLUMNS,
+    "gpu_samples": GPU_COLUMNS,
+    "serve_samples": SERVE_COLUMNS,
+}
 
 
 class LogfmtFormatter(logging.Formatter):
@@ -76,6 +81,7 @@ class Agent:
         self.tasks: list[asyncio.Task] = []
         self.ctx = AgentContext(self.store, self.token, None, self.gpu, self.collectors)
         self.server: uvicorn.Server | None = None
+        self.pending: dict[str, list[dict[str, Any]]] = {}  # samples not yet in DuckDB
 
     def _make_controller(self) -> Controller:
         ctl = self.config.controller
@@ -115,16 +121,26 @@ class Agent:
                     log.warning("collector %s failed (%d in a row): %r", name, failures, exc)
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
+    def _pend(self, table: str, rows: list[dict[str, Any]]) -> None:
+        self.pending.setdefault(table, []).extend(rows)
+
+    async def _write_telemetry(self) -> None:
+        """Every buffered sample of every collector, in one DuckDB commit."""
+        pending, self.pending = self.pending, {}
+        await asyncio.to_thread(
+            self.store.insert_batches,
+            {table: (TELEMETRY_COLUMNS[table], rows) for table, rows in pending.items()},
+        )
+
     async def _host(self) -> None:
-        row = await asyncio.to_thread(self.host.sample)
-        await asyncio.to_thread(self.store.insert_rows, "host_samples", HOST_COLUMNS, [row])
+        self._pend("host_samples", [await asyncio.to_thread(self.host.sample)])
 
     async def _gpu(self) -> None:
         rows = await asyncio.to_thread(self.gpu.sample)
         if not self.gpu.available:
             self.collectors["gpu"] = self.gpu.status
             raise asyncio.CancelledError  # nothing to sample on this host: stop quietly
-        await asyncio.to_thread(self.store.insert_rows, "gpu_samples", GPU_COLUMNS, rows)
+        self._pend("gpu_samples", rows)
 
     async def _ingest(self) -> None:
         result = await asyncio.to_thread(ingest_once, self.store, self.config.spool_path)
@@ -141,7 +157,7 @@ class Agent:
         rows = await collector.sample()
         if self.controller is not None:
             self.controller.last_status = collector.last
-        await asyncio.to_thread(self.store.insert_rows, "serve_samples", SERVE_COLUMNS, rows)
+        self._pend("serve_samples", rows)
 
     async def _rollouts(self) -> None:
         if self.ctx.rollouts is not None and self.collectors.get("controller") == "ok":
@@ -166,6 +182,7 @@ class Agent:
         spawn = asyncio.get_running_loop().create_task
         self.tasks += [
             spawn(self._every("host", c.interval_s, self._host)),
+            spawn(self._every("writer", c.write_interval_s, self._write_telemetry)),
             spawn(self._gpu_loop(c.interval_s)),
             spawn(self._every("ingest", c.ingest_interval_s, self._ingest)),
             spawn(self._every("retention", self.config.retention.every_s, self._retention)),
@@ -245,6 +262,10 @@ class Agent:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        try:
+            await self._write_telemetry()
+        except Exception:
+            log.exception("could not write the last telemetry samples")
         try:
             await asyncio.to_thread(ingest_once, self.store, self.config.spool_path)
         except Exception:

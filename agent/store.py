@@ -215,17 +215,32 @@ class Store:
 
     # -- telemetry --------------------------------------------------------------------------
     def insert_rows(self, table: str, columns: dict[str, str], rows: list[dict[str, Any]]) -> None:
-        if not rows:
+        self.insert_batches({table: (columns, rows)})
+
+    def insert_batches(
+        self, batches: dict[str, tuple[dict[str, str], list[dict[str, Any]]]]
+    ) -> None:
+        """Rows for several tables in one transaction (one commit)."""
+        batches = {t: (c, rows) for t, (c, rows) in batches.items() if rows}
+        if not batches:
             return
-        names = list(columns)
-        # One statement for the whole batch: DuckDB's executemany costs ~1 ms per row.
-        one = "(" + ", ".join("?" for _ in names) + ")"
-        values = [row.get(n) for row in rows for n in names]
         with self._write_lock, self.cursor() as cur:
-            cur.execute(
-                f"INSERT INTO {table} ({', '.join(names)}) VALUES {', '.join([one] * len(rows))}",
-                values,
-            )
+            cur.execute("BEGIN")
+            try:
+                for table, (columns, rows) in batches.items():
+                    names = list(columns)
+                    # One statement per table: DuckDB's executemany costs ~1 ms per row.
+                    one = "(" + ", ".join("?" for _ in names) + ")"
+                    values = [row.get(n) for row in rows for n in names]
+                    cur.execute(
+                        f"INSERT INTO {table} ({', '.join(names)})"
+                        f" VALUES {', '.join([one] * len(rows))}",
+                        values,
+                    )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
 
     def telemetry(
         self,

@@ -21,6 +21,7 @@ class AgentProcess:
         self.config.write_text(
             f'data_dir = "{data_dir}"\n[api]\nport = {self.port}\n'
             f"[collect]\ninterval_s = {interval}\ningest_interval_s = 0.25\n"
+            "write_interval_s = 0.5\n"
         )
         self.proc: subprocess.Popen | None = None
         self.log = data_dir.parent / f"{data_dir.name}.log"

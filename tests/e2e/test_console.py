@@ -292,11 +292,27 @@ async def test_models_promote_rollback_and_a_rejected_action(controller):
         assert [str(c) for c in table.get_row("digits/v1")][2] == "100%"
         result = app.screen.query_one("#result", Static)
 
+        # Traffic through the form: 50/50 with a shadow, applied by the agent.
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, TrafficForm))
+        form = app.screen
+        form.query_one("#w-v1", Input).value = "50"
+        form.query_one("#w-v2", Input).value = "50"
+        form.query_one("#shadow-version", Input).value = "v1"
+        form.query_one("#shadow-fraction", Input).value = "0.2"
+        form.query_one("#apply", Button).press()
+        await until(pilot, lambda: "set_traffic digits" in str(result.render()), 60)
+        assert "v1=100 → v1=50 v2=50" in str(result.render())
+        model = client.model("digits")
+        assert model.table.weights == {"v1": 50, "v2": 50}
+        assert model.table.shadow.version == "v1" and model.table.shadow.fraction == 0.2
+        await until(pilot, lambda: set(served(cluster)) == {"v1", "v2"}, 10)
+
         table.move_cursor(row=1)  # digits/v2
         await pilot.press("p")
         await _confirm(pilot, app, "v2")
         await until(pilot, lambda: "promote digits" in str(result.render()), 60)
-        assert "v1=100 → v2=100" in str(result.render())
+        assert "v1=50 v2=50 → v2=100" in str(result.render())
         # Every router replica switches within a second of the change.
         await until(pilot, lambda: set(served(cluster)) == {"v2"}, 10)
 

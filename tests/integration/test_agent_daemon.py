@@ -97,7 +97,7 @@ def agent_in_thread(tmp_path, nvml) -> Iterator[Agent]:
     a test can hand it a fake NVML."""
     config = AgentConfig(
         data_dir=tmp_path / "data",
-        collect=CollectSettings(interval_s=0.25),
+        collect=CollectSettings(interval_s=0.25, write_interval_s=0.5),
         api={"port": free_port()},
     )
     agent = Agent(config, nvml=nvml)
