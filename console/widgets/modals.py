@@ -53,19 +53,24 @@ class ConfirmTyped(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
 
-class TrafficForm(ModalScreen[dict | None]):
-    """Weights per deployed version (must sum to 100), shadow and fallback."""
+class FormModal(ModalScreen[dict | None]):
+    """What every action form shares: centred, bordered, a grid of labelled fields, an error
+    line and the buttons; Escape cancels."""
 
     DEFAULT_CSS = """
-    TrafficForm { align: center middle; }
-    TrafficForm > Vertical { width: 70; height: auto; border: thick $accent; padding: 1 2;
-                             background: $surface; }
-    TrafficForm Grid { grid-size: 2; grid-columns: 20 1fr; height: auto; grid-rows: 3; }
-    TrafficForm #error { color: $error; height: auto; }
-    TrafficForm Horizontal { height: auto; margin-top: 1; }
-    TrafficForm Button { margin-right: 2; }
+    FormModal { align: center middle; }
+    FormModal > Vertical { width: 72; height: auto; border: thick $accent; padding: 1 2;
+                           background: $surface; }
+    FormModal Grid { grid-size: 2; grid-columns: 24 1fr; height: auto; grid-rows: 3; }
+    FormModal #error { color: $error; height: auto; }
+    FormModal Horizontal { height: auto; margin-top: 1; }
+    FormModal Button { margin-right: 2; }
     """
     BINDINGS: ClassVar = [("escape", "dismiss(None)", "Cancel")]
+
+
+class TrafficForm(FormModal):
+    """Weights per deployed version (must sum to 100), shadow and fallback."""
 
     def __init__(self, model: ModelStatus) -> None:
         super().__init__()
@@ -141,19 +146,13 @@ class TrafficForm(ModalScreen[dict | None]):
         self.dismiss(result)
 
 
-class ReplayForm(ModalScreen[dict | None]):
+class ReplayForm(FormModal):
     """Replay the selected request, or every listed primary call of its model, against a
     deployed version (the one that answered, by default: does it reproduce?)."""
 
     DEFAULT_CSS = """
-    ReplayForm { align: center middle; }
-    ReplayForm > Vertical { width: 72; height: auto; border: thick $accent; padding: 1 2;
-                            background: $surface; }
     ReplayForm Select, ReplayForm RadioSet { margin-top: 1; width: 100%; }
-    ReplayForm Horizontal { height: auto; margin-top: 1; }
-    ReplayForm Button { margin-right: 2; }
     """
-    BINDINGS: ClassVar = [("escape", "dismiss(None)", "Cancel")]
 
     def __init__(
         self, model: str, versions: list[str], version: str, selected: str, listed: list[str]
@@ -191,20 +190,9 @@ class ReplayForm(ModalScreen[dict | None]):
         )
 
 
-class RolloutForm(ModalScreen[dict | None]):
+class RolloutForm(FormModal):
     """Start a progressive rollout: the canary, and (optionally) steps and the wait per step;
     left empty, they come from the model's rollout policy."""
-
-    DEFAULT_CSS = """
-    RolloutForm { align: center middle; }
-    RolloutForm > Vertical { width: 72; height: auto; border: thick $accent; padding: 1 2;
-                             background: $surface; }
-    RolloutForm Grid { grid-size: 2; grid-columns: 24 1fr; height: auto; grid-rows: 3; }
-    RolloutForm #error { color: $error; height: auto; }
-    RolloutForm Horizontal { height: auto; margin-top: 1; }
-    RolloutForm Button { margin-right: 2; }
-    """
-    BINDINGS: ClassVar = [("escape", "dismiss(None)", "Cancel")]
 
     def __init__(self, model: str, stable: str, candidates: list[str]) -> None:
         super().__init__()

@@ -97,30 +97,26 @@ async def test_screens_say_what_the_agent_does_not_offer_yet(two_agents):
 async def test_drift_replay_and_rollout_say_when_the_controller_does_not_offer_them():
     app = TracksideConsole([], poll_interval_s=3600)
     async with app.run_test(size=SIZE) as pilot:
-        app.state.hosts = recorded_fleet(2, 1)  # its controller predates /v1/drift
-        await pilot.press("d")
-        await until(pilot, lambda: app.screen.screen_name == "drift")
-        app.refresh_screen()
-        await pilot.pause()
-        note = str(app.screen.query_one("#drift-note", Static).render())
-        assert "does not offer drift reports yet (no /v1/drift" in note
-        for name in ("drift_version", "drift_window"):
-            assert app.check_action(name, ()) is None  # greyed out
-        await pilot.press("r")
-        await until(pilot, lambda: app.screen.screen_name == "requests")
-        app.refresh_screen()
-        await pilot.pause()
-        note = str(app.screen.query_one("#replay-note", Static).render())
-        assert "does not offer replay yet (no /v1/replay" in note
-        assert app.check_action("replay", ()) is None
-        await pilot.press("o")
-        await until(pilot, lambda: app.screen.screen_name == "rollout")
-        app.refresh_screen()
-        await pilot.pause()
-        note = str(app.screen.query_one("#rollout-note", Static).render())
-        assert "does not offer progressive rollouts yet (no /v1/rollouts" in note
-        for name in ("rollout_start", "rollout_pause", "rollout_resume", "rollout_abort"):
-            assert app.check_action(name, ()) is None
+        app.state.hosts = recorded_fleet(2, 1)  # its controller predates these endpoints
+        for key, screen, note_id, says, greyed in [
+            ("d", "drift", "#drift-note", "drift reports yet (no /v1/drift", ("drift_version",)),
+            ("r", "requests", "#replay-note", "replay yet (no /v1/replay", ("replay",)),
+            (
+                "o",
+                "rollout",
+                "#rollout-note",
+                "progressive rollouts yet (no /v1/rollouts",
+                ("rollout_start", "rollout_pause", "rollout_resume", "rollout_abort"),
+            ),
+        ]:
+            await pilot.press(key)
+            await until(pilot, lambda screen=screen: app.screen.screen_name == screen)
+            app.refresh_screen()
+            await pilot.pause()
+            note = str(app.screen.query_one(note_id, Static).render())
+            assert f"does not offer {says}" in note
+            for name in greyed:
+                assert app.check_action(name, ()) is None  # greyed out
 
 
 async def test_text_from_clients_is_shown_as_text_never_as_markup(two_agents, tmp_path):
