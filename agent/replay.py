@@ -30,6 +30,7 @@ import httpx
 
 from agent.api_models import ReplayItem, ReplayReport, ReplayRequest
 from agent.store import Store, utcnow
+from serve.names import REPLAY_OF_HEADER, REPLAY_TOKEN_HEADER, REPLAY_VERSION_HEADER
 
 log = logging.getLogger("trackside.replay")
 
@@ -42,9 +43,6 @@ OUTCOMES: tuple[Outcome, ...] = (
     "failed",
 )
 CONCURRENCY = 4
-REPLAY_TOKEN_HEADER = "x-trackside-replay-token"  # the router's names (serve/router_app.py)
-REPLAY_VERSION_HEADER = "x-trackside-version"
-REPLAY_OF_HEADER = "x-trackside-replay-of"
 
 
 @dataclass(frozen=True)

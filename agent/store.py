@@ -18,28 +18,10 @@ from typing import Any
 
 import duckdb
 
-# The request spool contract (serve/request_record.py writes these columns).
-REQUEST_COLUMNS: dict[str, str] = {
-    "request_id": "VARCHAR",
-    "ts": "TIMESTAMP",
-    "model": "VARCHAR",
-    "version": "VARCHAR",
-    "role": "VARCHAR",
-    "route_version": "BIGINT",
-    "status": "SMALLINT",
-    "error": "VARCHAR",
-    "latency_ms": "DOUBLE",
-    "total_ms": "DOUBLE",
-    "input": "VARCHAR",
-    "output": "VARCHAR",
-    "sha256": "VARCHAR",
-    "host": "VARCHAR",
-    "replica": "VARCHAR",
-    "sticky_key_hash": "VARCHAR",
-    "primary_request_id": "VARCHAR",
-    "fallback_from": "VARCHAR",
-    "dropped_total": "BIGINT",
-}
+from serve.request_record import SPOOL_COLUMNS
+
+# The request spool contract, defined once where the routers write it.
+REQUEST_COLUMNS: dict[str, str] = SPOOL_COLUMNS
 
 HOST_COLUMNS = {
     "ts": "TIMESTAMP",

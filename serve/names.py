@@ -9,6 +9,10 @@ MAX_NAME_LENGTH = 64
 APP_SEPARATOR = "--"
 # "router" names a model's router application, so no version may take it.
 RESERVED_VERSIONS = frozenset({"router"})
+# A replay names its version; the router honours it only with the replay token.
+REPLAY_TOKEN_HEADER = "x-trackside-replay-token"
+REPLAY_VERSION_HEADER = "x-trackside-version"
+REPLAY_OF_HEADER = "x-trackside-replay-of"  # the request id the replay reproduces
 
 
 class InvalidName(ValueError):

@@ -29,7 +29,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from serve.names import app_name
+from serve.names import REPLAY_OF_HEADER, REPLAY_TOKEN_HEADER, REPLAY_VERSION_HEADER, app_name
 from serve.ray_hardening import bind_replica_grpc_to_node_ip
 from serve.request_record import RequestRecord
 from serve.routing import choose_version, fallback_version, shadow_version
@@ -38,9 +38,6 @@ from serve.spool import SpoolWriter
 
 log = logging.getLogger("ray.serve")
 
-REPLAY_TOKEN_HEADER = "x-trackside-replay-token"
-REPLAY_VERSION_HEADER = "x-trackside-version"
-REPLAY_OF_HEADER = "x-trackside-replay-of"
 WATCH_WAIT_S = 10.0
 
 

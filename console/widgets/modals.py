@@ -3,6 +3,7 @@ rollout forms."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -67,6 +68,19 @@ class FormModal(ModalScreen[dict | None]):
     FormModal Button { margin-right: 2; }
     """
     BINDINGS: ClassVar = [("escape", "dismiss(None)", "Cancel")]
+
+    # Each form's answer, or what is wrong with it (shown in #error).
+    validated: Callable[[], dict | str]
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+            return
+        result = self.validated()
+        if isinstance(result, str):
+            self.query_one("#error", Static).update(result)
+            return
+        self.dismiss(result)
 
 
 class TrafficForm(FormModal):
@@ -135,16 +149,6 @@ class TrafficForm(FormModal):
             "fallback": fallback,
         }
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "cancel":
-            self.dismiss(None)
-            return
-        result = self.validated()
-        if isinstance(result, str):
-            self.query_one("#error", Static).update(result)
-            return
-        self.dismiss(result)
-
 
 class ReplayForm(FormModal):
     """Replay the selected request, or every listed primary call of its model, against a
@@ -177,17 +181,12 @@ class ReplayForm(FormModal):
                 yield Button("Replay", id="replay", variant="primary")
                 yield Button("Cancel", id="cancel")
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "cancel":
-            self.dismiss(None)
-            return
+    def validated(self) -> dict | str:
         every = self.query_one("#scope", RadioSet).pressed_index == 1
-        self.dismiss(
-            {
-                "version": self.query_one("#version", Select).value,
-                "ids": list(self.listed) if every else [self.selected],
-            }
-        )
+        return {
+            "version": self.query_one("#version", Select).value,
+            "ids": list(self.listed) if every else [self.selected],
+        }
 
 
 class RolloutForm(FormModal):
@@ -241,13 +240,3 @@ class RolloutForm(FormModal):
             if out["step_wait_s"] < 1:
                 return "seconds per step must be at least 1"
         return out
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "cancel":
-            self.dismiss(None)
-            return
-        result = self.validated()
-        if isinstance(result, str):
-            self.query_one("#error", Static).update(result)
-            return
-        self.dismiss(result)

@@ -16,6 +16,7 @@ PURE_SERVE = {
     "serve.model_config",
     "serve.serve_config",
     "serve.routing_table",  # the table the config builder writes into the router's config
+    "serve.request_record",  # the spool contract the agent ingests
 }
 # The `trackside` dispatcher hands each verb to its package's entry point.
 CLI_ENTRY_POINTS = {"serve.store_cli", "agent.daemon", "agent.cli"}

@@ -9,8 +9,12 @@ from serve.spool import SpoolWriter
 from tests.records import make_record
 
 
-def test_agent_table_matches_the_spool_contract():
+def test_agent_table_matches_the_spool_contract(tmp_path):
     assert REQUEST_COLUMNS == SPOOL_COLUMNS
+    store = Store(tmp_path / "a.duckdb")
+    table = {r["column_name"]: r["column_type"] for r in store.query("DESCRIBE requests")}
+    store.close()
+    assert table == {**SPOOL_COLUMNS, "ingested_at": "TIMESTAMP"}
 
 
 def write(spool, n, start=0, writer="rep1"):
