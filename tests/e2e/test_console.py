@@ -259,10 +259,15 @@ def controller(ray_cluster, demo_store, tmp_path_factory):
 
 
 def served(cluster, n: int = 20) -> Counter:
+    """Which versions answer n calls. Real held-out digits, not blank images: this traffic
+    shares the drift test's window and must look like the reference sample."""
     url = f"{cluster.serve_url}/models/digits/predict"
-    body = {"instances": [[0.0] * 64]}
+    rows = split()[1]
     return Counter(
-        httpx.post(url, json=body, timeout=30).headers["x-model-version"] for _ in range(n)
+        httpx.post(url, json={"instances": [rows[i].tolist()]}, timeout=30).headers[
+            "x-model-version"
+        ]
+        for i in range(n)
     )
 
 
