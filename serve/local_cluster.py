@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -45,10 +46,19 @@ PORT_NAMES = (
 WORKER_PORTS = 200
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(low: int = 30000, high: int = 32768) -> int:
+    """A free port for a listener started later. Not from the kernel's ephemeral range
+    (32768+ on Linux): Ray opens many outgoing connections, and one took a port handed out
+    that way before Serve's proxy could bind it. Nor from the worker range (20000-30000)."""
+    for _ in range(100):
+        port = random.randrange(low, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between {low} and {high}")
 
 
 def _range_is_free(start: int, count: int) -> bool:
@@ -63,8 +73,6 @@ def _range_is_free(start: int, count: int) -> bool:
 
 def free_port_range(count: int, low: int = 20000, high: int = 30000) -> int:
     """First port of `count` consecutive free ports (random start, checked)."""
-    import random
-
     for _ in range(50):
         start = random.randrange(low, high - count)
         if _range_is_free(start, count):
