@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m scripts.demo
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -q
 
 test-unit: $(STAMP)
@@ -27,8 +27,9 @@ test-unit: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
-BENCHES := router_overhead agent console
+BENCHES := router_overhead agent_cost console
 
 bench: $(STAMP)
 	@for b in $(BENCHES); do echo "== $$b"; $(PY) -m scripts.bench.$$b || exit 1; done

@@ -1,5 +1,6 @@
-"""CLI verbs over the agent's API: status, deploy, traffic, promote, rollback, retire, audit,
-drift, replay and rollout."""
+"""The `trackside` verbs that talk to an agent's API. A verb is one function, registered with
+`@verb(...)` together with its own arguments; the first line of its docstring is its help.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +10,48 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from agent.api_models import ActionResult
-from agent.client import DEFAULT_URL, AgentClient, AgentError
+from agent.client import AgentClient, AgentError
+from agent.defaults import DEFAULT_URL
+from agent.schemas.models import ActionResult
+from serve.routing_table import RoutingTable
+
+Handler = Callable[[AgentClient, argparse.Namespace], int]
+
+
+@dataclass(frozen=True)
+class Arg:
+    names: tuple[str, ...]
+    options: dict[str, Any]
+
+
+def arg(*names: str, **options: Any) -> Arg:
+    return Arg(names, options)
+
+
+@dataclass(frozen=True)
+class Verb:
+    name: str
+    summary: str
+    args: tuple[Arg, ...]
+    run: Handler
+
+
+VERBS: dict[str, Verb] = {}
+
+
+def verb(*args: Arg) -> Callable[[Handler], Handler]:
+    """Register the function as the verb of its name, with its arguments."""
+
+    def register(fn: Handler) -> Handler:
+        summary = (fn.__doc__ or "").strip().splitlines()[0]
+        VERBS[fn.__name__] = Verb(fn.__name__, summary, args, fn)
+        return fn
+
+    return register
 
 
 def _table(rows: list[list[Any]], header: list[str]) -> str:
@@ -21,6 +60,14 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
     )
+
+
+def _summary(table: RoutingTable | None) -> str:
+    return table.summary() if table is not None else "-"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def _weights(items: list[str]) -> dict[str, int]:
@@ -43,32 +90,28 @@ def _shadow(text: str | None) -> tuple[str, float] | None:
         raise SystemExit(f"--shadow {text!r}: write VERSION:FRACTION, e.g. v2:0.1") from None
 
 
-def _table_text(table) -> str:
-    if table is None:
-        return "-"
-    weights = " ".join(f"{v}={w}" for v, w in sorted(table.weights.items()))
-    extra = f" shadow={table.shadow.version}:{table.shadow.fraction:g}" if table.shadow else ""
-    extra += f" fallback={table.fallback}" if table.fallback else ""
-    return f"#{table.route_version} {weights}{extra}"
-
-
-def _print_action(result: ActionResult) -> None:
+def _print_action(result: ActionResult) -> int:
     print(f"{result.action} {result.model}: {result.message}")
     if result.changed:
-        print(f"  before: {_table_text(result.before)}")
-        print(f"  after:  {_table_text(result.after)}")
+        print(f"  before: {_summary(result.before)}")
+        print(f"  after:  {_summary(result.after)}")
     print(f"  audit #{result.audit_id}")
+    return 0
 
 
-def cmd_status(client: AgentClient, args: argparse.Namespace) -> int:
+MODEL = arg("model")
+VERSION = arg("version")
+
+
+@verb(arg("model", nargs="?"), arg("--json", action="store_true"))
+def status(client: AgentClient, args: argparse.Namespace) -> int:
+    """models, versions, traffic and Serve state, from the agent"""
     models = [client.model(args.model)] if args.model else client.models()
     if args.json:
         print(json.dumps([m.model_dump(mode="json") for m in models], indent=2))
         return 0
     for m in models:
-        print(
-            f"{m.model}  stable={m.stable}  table {_table_text(m.table)}  router {m.router_status}"
-        )
+        print(f"{m.model}  stable={m.stable}  table {m.table.summary()}  router {m.router_status}")
         rows = [
             [
                 v.version,
@@ -81,41 +124,55 @@ def cmd_status(client: AgentClient, args: argparse.Namespace) -> int:
             ]
             for v in m.versions
         ]
-        print(
-            _table(rows, ["VERSION", "WEIGHT", "SHADOW", "STATUS", "REPLICAS", "SHA256", "PROBLEM"])
-        )
+        header = ["VERSION", "WEIGHT", "SHADOW", "STATUS", "REPLICAS", "SHA256", "PROBLEM"]
+        print(_table(rows, header))
     return 0
 
 
-def cmd_deploy(client: AgentClient, args: argparse.Namespace) -> int:
-    _print_action(client.deploy(args.model, args.version, force=args.force))
-    return 0
+@verb(MODEL, VERSION, arg("--force", action="store_true", help="deploy even if not blessed"))
+def deploy(client: AgentClient, args: argparse.Namespace) -> int:
+    """deploy a registered version (no traffic yet)"""
+    return _print_action(client.deploy(args.model, args.version, force=args.force))
 
 
-def cmd_traffic(client: AgentClient, args: argparse.Namespace) -> int:
+@verb(
+    MODEL,
+    arg("weights", nargs="+", metavar="VERSION=PERCENT"),
+    arg("--shadow", metavar="VERSION:FRACTION"),
+    arg("--fallback", metavar="VERSION"),
+)
+def traffic(client: AgentClient, args: argparse.Namespace) -> int:
+    """set weights, shadow and fallback: trackside traffic digits v1=90 v2=10"""
     result = client.set_traffic(
         args.model, _weights(args.weights), shadow=_shadow(args.shadow), fallback=args.fallback
     )
-    _print_action(result)
-    return 0
+    return _print_action(result)
 
 
-def cmd_promote(client: AgentClient, args: argparse.Namespace) -> int:
-    _print_action(client.promote(args.model, args.version))
-    return 0
+@verb(MODEL, VERSION)
+def promote(client: AgentClient, args: argparse.Namespace) -> int:
+    """give a version 100% and make it stable"""
+    return _print_action(client.promote(args.model, args.version))
 
 
-def cmd_rollback(client: AgentClient, args: argparse.Namespace) -> int:
-    _print_action(client.rollback(args.model, args.to))
-    return 0
+@verb(MODEL, arg("--to", metavar="VERSION"))
+def rollback(client: AgentClient, args: argparse.Namespace) -> int:
+    """back to the previous stable (or --to VERSION)"""
+    return _print_action(client.rollback(args.model, args.to))
 
 
-def cmd_retire(client: AgentClient, args: argparse.Namespace) -> int:
-    _print_action(client.retire(args.model, args.version))
-    return 0
+@verb(MODEL, VERSION)
+def retire(client: AgentClient, args: argparse.Namespace) -> int:
+    """remove a version that has no traffic"""
+    return _print_action(client.retire(args.model, args.version))
 
 
-def cmd_audit(client: AgentClient, args: argparse.Namespace) -> int:
+@verb(
+    arg("--since", help="ISO time, e.g. 2026-11-21T10:00:00"),
+    arg("--limit", type=int, default=50),
+)
+def audit(client: AgentClient, args: argparse.Namespace) -> int:
+    """every action: who, when, before -> after"""
     entries = client.audit(since=args.since, limit=args.limit)
     rows = [
         [
@@ -125,22 +182,26 @@ def cmd_audit(client: AgentClient, args: argparse.Namespace) -> int:
             e.action,
             e.model or "-",
             e.result,
-            _brief(e.before),
-            _brief(e.after),
+            _summary(e.before),
+            _summary(e.after),
             e.error or "",
         ]
         for e in entries
     ]
-    print(
-        _table(
-            rows,
-            ["ID", "WHEN (UTC)", "WHO", "ACTION", "MODEL", "RESULT", "BEFORE", "AFTER", "ERROR"],
-        )
-    )
+    header = ["ID", "WHEN (UTC)", "WHO", "ACTION", "MODEL", "RESULT", "BEFORE", "AFTER", "ERROR"]
+    print(_table(rows, header))
     return 0
 
 
-def cmd_drift(client: AgentClient, args: argparse.Namespace) -> int:
+@verb(
+    MODEL,
+    arg("--version", help="default: the stable version"),
+    arg("--since", help="ISO time (default: an hour ago)"),
+    arg("--until", help="ISO time (default: now)"),
+    arg("--all", action="store_true", help="every feature, not just the drifted"),
+)
+def drift(client: AgentClient, args: argparse.Namespace) -> int:
+    """per-feature drift of a version's traffic: trackside drift digits"""
     r = client.drift(args.model, version=args.version, since=args.since, until=args.until)
     print(
         f"{r.model} {r.version}: {r.current_rows} rows against {r.reference_rows} reference rows,"
@@ -149,31 +210,30 @@ def cmd_drift(client: AgentClient, args: argparse.Namespace) -> int:
     rows = [*r.features, *([r.prediction] if r.prediction else [])]
     rows.sort(key=lambda f: (not f.drifted, -(f.psi or f.js or 0), f.feature))
     shown = rows if args.all else [f for f in rows if f.drifted] or rows[:10]
-    print(
-        _table(
-            [
-                [
-                    f.feature,
-                    f.test,
-                    _num(f.statistic),
-                    _num(f.p_adjusted),
-                    _num(f.psi if f.kind == "numeric" else f.js),
-                    _num(f.wasserstein),
-                    "yes" if f.drifted else "no",
-                ]
-                for f in shown
-            ],
-            ["FEATURE", "TEST", "STAT", "P (BH)", "PSI/JS", "W/SD", "DRIFTED"],
-        )
-    )
+    cells = [
+        [
+            f.feature,
+            f.test,
+            _num(f.statistic),
+            _num(f.p_adjusted),
+            _num(f.psi if f.kind == "numeric" else f.js),
+            _num(f.wasserstein),
+            "yes" if f.drifted else "no",
+        ]
+        for f in shown
+    ]
+    print(_table(cells, ["FEATURE", "TEST", "STAT", "P (BH)", "PSI/JS", "W/SD", "DRIFTED"]))
     return 0
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}"
-
-
-def cmd_replay(client: AgentClient, args: argparse.Namespace) -> int:
+@verb(
+    MODEL,
+    arg("version", help="the version to replay against"),
+    arg("request_ids", nargs="+", metavar="REQUEST_ID"),
+    arg("--tolerance", type=float, default=1e-6),
+)
+def replay(client: AgentClient, args: argparse.Namespace) -> int:
+    """replay logged calls against a version: trackside replay digits v2 ID..."""
     report = client.replay(args.model, args.version, args.request_ids, tolerance=args.tolerance)
     while report.state == "running":
         time.sleep(0.5)
@@ -195,7 +255,15 @@ def cmd_replay(client: AgentClient, args: argparse.Namespace) -> int:
     return 0 if c.get("failed", 0) == 0 and report.state == "done" else 1
 
 
-def cmd_rollout(client: AgentClient, args: argparse.Namespace) -> int:
+@verb(
+    arg("action", choices=["start", "status", "pause", "resume", "abort"]),
+    MODEL,
+    arg("canary", nargs="?", help="start: the version to roll out"),
+    arg("--steps", help="start: canary weights, e.g. 5,25,50,100"),
+    arg("--wait", type=float, help="start: seconds to watch each step"),
+)
+def rollout(client: AgentClient, args: argparse.Namespace) -> int:
+    """start|status|pause|resume|abort a progressive rollout"""
     if args.action == "start":
         if not args.canary:
             raise SystemExit("trackside rollout start MODEL CANARY [--steps 5,25,50,100]")
@@ -219,83 +287,29 @@ def cmd_rollout(client: AgentClient, args: argparse.Namespace) -> int:
     for j in r.judgements:
         print(f"  {j.at:%Y-%m-%d %H:%M:%S} step {j.step + 1} at {j.weight}%: {j.verdict}")
         for m in j.metrics:
-            print(f"    {m.get('metric')}: {m.get('verdict')}  {m.get('note', '')}")
+            print(f"    {m.metric}: {m.verdict}  {m.note}")
     return 0
 
 
-def _brief(table: Any) -> str:
-    if not isinstance(table, dict):
-        return "-"
-    weights = " ".join(f"{v}={w}" for v, w in sorted(table.get("weights", {}).items()))
-    return f"#{table.get('route_version')} {weights}"
-
-
-COMMANDS = {
-    "status": cmd_status,
-    "deploy": cmd_deploy,
-    "traffic": cmd_traffic,
-    "promote": cmd_promote,
-    "rollback": cmd_rollback,
-    "retire": cmd_retire,
-    "audit": cmd_audit,
-    "drift": cmd_drift,
-    "replay": cmd_replay,
-    "rollout": cmd_rollout,
-}
-
-
-def build_parser(verb: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"trackside {verb}")
+def build_parser(name: str) -> argparse.ArgumentParser:
+    spec = VERBS[name]
+    p = argparse.ArgumentParser(prog=f"trackside {name}", description=spec.summary)
     p.add_argument(
         "--agent",
         default=os.environ.get("TRACKSIDE_AGENT", DEFAULT_URL),
-        help="agent URL (default $TRACKSIDE_AGENT or http://127.0.0.1:7070)",
+        help=f"agent URL (default $TRACKSIDE_AGENT or {DEFAULT_URL})",
     )
     p.add_argument("--token", help="API token (default $TRACKSIDE_TOKEN or .trackside/agent.token)")
-    if verb == "status":
-        p.add_argument("model", nargs="?")
-        p.add_argument("--json", action="store_true")
-    elif verb in ("deploy", "promote", "retire"):
-        p.add_argument("model")
-        p.add_argument("version")
-        if verb == "deploy":
-            p.add_argument("--force", action="store_true", help="deploy even if not blessed")
-    elif verb == "traffic":
-        p.add_argument("model")
-        p.add_argument("weights", nargs="+", metavar="VERSION=PERCENT")
-        p.add_argument("--shadow", metavar="VERSION:FRACTION")
-        p.add_argument("--fallback", metavar="VERSION")
-    elif verb == "rollback":
-        p.add_argument("model")
-        p.add_argument("--to", metavar="VERSION")
-    elif verb == "drift":
-        p.add_argument("model")
-        p.add_argument("--version", help="default: the stable version")
-        p.add_argument("--since", help="ISO time (default: an hour ago)")
-        p.add_argument("--until", help="ISO time (default: now)")
-        p.add_argument("--all", action="store_true", help="every feature, not just the drifted")
-    elif verb == "replay":
-        p.add_argument("model")
-        p.add_argument("version", help="the version to replay against")
-        p.add_argument("request_ids", nargs="+", metavar="REQUEST_ID")
-        p.add_argument("--tolerance", type=float, default=1e-6)
-    elif verb == "rollout":
-        p.add_argument("action", choices=["start", "status", "pause", "resume", "abort"])
-        p.add_argument("model")
-        p.add_argument("canary", nargs="?", help="start: the version to roll out")
-        p.add_argument("--steps", help="start: canary weights, e.g. 5,25,50,100")
-        p.add_argument("--wait", type=float, help="start: seconds to watch each step")
-    elif verb == "audit":
-        p.add_argument("--since", help="ISO time, e.g. 2026-11-21T10:00:00")
-        p.add_argument("--limit", type=int, default=50)
+    for a in spec.args:
+        p.add_argument(*a.names, **a.options)
     return p
 
 
-def main(verb: str, argv: list[str]) -> int:
-    args = build_parser(verb).parse_args(argv)
+def main(name: str, argv: list[str]) -> int:
+    args = build_parser(name).parse_args(argv)
     try:
         with AgentClient(args.agent, token=args.token, user=getpass.getuser()) as client:
-            return COMMANDS[verb](client, args)
+            return VERBS[name].run(client, args)
     except AgentError as exc:
-        print(f"trackside {verb}: {exc.message}", file=sys.stderr)
+        print(f"trackside {name}: {exc.message}", file=sys.stderr)
         return 1

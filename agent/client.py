@@ -1,36 +1,39 @@
-"""A typed client for the agent's HTTP API, sync and async, for the console, CLI and scripts."""
+"""A typed client for the agent's HTTP API, sync and async, for the console, CLI and scripts.
+
+Each call is declared once in `_Calls` (method, path, parameters, the type of the answer);
+`AgentClient` and `AsyncAgentClient` write out every call with typed parameters and returns,
+so both are checked by mypy, and each is one line.
+"""
 
 from __future__ import annotations
 
 import os
-from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import TypeAdapter
 
-from agent.api_models import (
-    ActionResult,
-    AuditEntry,
-    DriftHistogram,
-    DriftPoint,
-    DriftReport,
-    FeatureDrift,
-    HostInfo,
-    LatencyPoint,
-    ModelStatus,
-    ReplayItem,
-    ReplayReport,
-    ReplayRequest,
-    RequestRow,
-    RolloutStart,
-    TrafficRequest,
-)
-from agent.rollout_machine import Rollout
+from agent.defaults import DEFAULT_URL, TOKEN_FILE
+from agent.fleet_file import Fleet, HostEntry, load_fleet
+from agent.schemas.audit import AuditEntry
+from agent.schemas.drift import DriftHistogram, DriftPoint, DriftReport, FeatureDrift
+from agent.schemas.host import Health, HostInfo, LatencyPoint
+from agent.schemas.models import ActionResult, ModelStatus, TrafficRequest
+from agent.schemas.replay import ReplayItem, ReplayReport, ReplayRequest
+from agent.schemas.requests import RequestRow
+from agent.schemas.rollouts import MetricVerdict, Rollout, RolloutStart
+from serve.config_file import ConfigError
+from serve.model_config import RolloutPolicy
+from serve.routing_table import RoutingTable, ShadowTarget
 
-DEFAULT_URL = "http://127.0.0.1:7070"
+T = TypeVar("T")
+Rows = list[dict[str, Any]]
+When = datetime | str | None
 
 
 class AgentError(Exception):
@@ -47,175 +50,260 @@ def read_token(token: str | None = None, token_file: Path | None = None) -> str 
         return token
     if os.environ.get("TRACKSIDE_TOKEN"):
         return os.environ["TRACKSIDE_TOKEN"]
-    path = token_file or Path(os.environ.get("TRACKSIDE_TOKEN_FILE", ".trackside/agent.token"))
+    path = token_file or Path(os.environ.get("TRACKSIDE_TOKEN_FILE", TOKEN_FILE))
     try:
         return path.read_text().strip()
     except OSError:
         return None
 
 
-def _error(response: httpx.Response) -> AgentError:
-    try:
-        detail = response.json().get("detail", response.text)
-    except ValueError:
-        detail = response.text
-    return AgentError(f"{response.status_code}: {detail}", response.status_code)
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
 
 
-def _parse(kind: Any, response: httpx.Response) -> Any:
-    if response.status_code >= 400:
-        raise _error(response)
-    data = response.json()
-    if kind is None:
-        return data
-    return TypeAdapter(kind).validate_python(data)
+def _adapter(kind: Any) -> TypeAdapter[Any]:
+    if kind not in _ADAPTERS:
+        _ADAPTERS[kind] = TypeAdapter(kind)
+    return _ADAPTERS[kind]
 
 
-def _traffic_body(
-    weights: dict[str, int],
-    shadow: tuple[str, float] | None,
-    fallback: str | None,
-    sticky_header: str | None,
-) -> dict[str, Any]:
-    body = TrafficRequest.model_validate(
-        {
-            "weights": weights,
-            "shadow": {"version": shadow[0], "fraction": shadow[1]} if shadow else None,
-            "fallback": fallback,
-            "sticky_header": sticky_header,
-        }
-    )
-    return body.model_dump(mode="json")
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One request and how to read its answer."""
+
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    params: dict[str, Any] = field(default_factory=dict)
+    json: Any = None
+
+    def read(self, response: httpx.Response) -> T:
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise AgentError(f"{response.status_code}: {detail}", response.status_code)
+        return self.parse(response.json())
 
 
-class _Calls(ABC):
-    """Every API call, written once. `_call` is blocking in AgentClient and a coroutine in
-    AsyncAgentClient, so each method returns the value, or an awaitable of it."""
+def _typed(kind: type[T] | Any) -> Callable[[Any], T]:
+    def parse(data: Any) -> T:
+        result: T = _adapter(kind).validate_python(data)
+        return result
 
-    @abstractmethod
-    def _call(self, kind: Any, method: str, path: str, **kw: Any) -> Any:
-        """Send one request and parse the answer into `kind`."""
+    return parse
 
-    def health(self) -> Any:
-        return self._call(None, "GET", "/health")
 
-    def paths(self) -> Any:
+def _call(kind: Any, method: str, path: str, **kw: Any) -> Call[Any]:
+    params = {k: _param(v) for k, v in (kw.pop("params", None) or {}).items() if v is not None}
+    return Call(method, path, _typed(kind), params=params, **kw)
+
+
+def _param(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _paths(doc: Any) -> list[str]:
+    return sorted((doc or {}).get("paths", {}))
+
+
+class _Calls:
+    """Every API call, declared once."""
+
+    @staticmethod
+    def health() -> Call[Health]:
+        return _call(Health, "GET", "/health")
+
+    @staticmethod
+    def paths() -> Call[list[str]]:
         """The API paths this agent offers (from its OpenAPI document)."""
-        return self._call(_PathList, "GET", "/openapi.json")
+        return Call("GET", "/openapi.json", _paths)
 
-    def host(self) -> Any:
-        return self._call(HostInfo, "GET", "/v1/host")
+    @staticmethod
+    def host() -> Call[HostInfo]:
+        return _call(HostInfo, "GET", "/v1/host")
 
-    def models(self) -> Any:
-        return self._call(list[ModelStatus], "GET", "/v1/models")
+    @staticmethod
+    def telemetry(
+        kind: str, since: When = None, until: When = None, step: int | None = None
+    ) -> Call[Rows]:
+        params = {"since": since, "until": until, "step": step}
+        return _call(Rows, "GET", f"/v1/telemetry/{kind}", params=params)
 
-    def model(self, model: str) -> Any:
-        return self._call(ModelStatus, "GET", f"/v1/models/{model}")
+    @staticmethod
+    def latency(
+        model: str | None = None,
+        version: str | None = None,
+        since: When = None,
+        until: When = None,
+        step: int | None = None,
+    ) -> Call[list[LatencyPoint]]:
+        params: dict[str, Any] = {"model": model, "version": version, "step": step}
+        params.update(since=since, until=until)
+        return _call(list[LatencyPoint], "GET", "/v1/telemetry/latency", params=params)
 
-    def deploy(self, model: str, version: str, force: bool = False) -> Any:
+    @staticmethod
+    def models() -> Call[list[ModelStatus]]:
+        return _call(list[ModelStatus], "GET", "/v1/models")
+
+    @staticmethod
+    def model(model: str) -> Call[ModelStatus]:
+        return _call(ModelStatus, "GET", f"/v1/models/{model}")
+
+    @staticmethod
+    def deploy(model: str, version: str, force: bool) -> Call[ActionResult]:
         body = {"version": version, "force": force}
-        return self._call(ActionResult, "POST", f"/v1/models/{model}/versions", json=body)
+        return _call(ActionResult, "POST", f"/v1/models/{model}/versions", json=body)
 
+    @staticmethod
     def set_traffic(
-        self,
         model: str,
         weights: dict[str, int],
-        shadow: tuple[str, float] | None = None,
-        fallback: str | None = None,
-        sticky_header: str | None = None,
-    ) -> Any:
-        body = _traffic_body(weights, shadow, fallback, sticky_header)
-        return self._call(ActionResult, "PUT", f"/v1/models/{model}/traffic", json=body)
+        shadow: tuple[str, float] | None,
+        fallback: str | None,
+        sticky_header: str | None,
+    ) -> Call[ActionResult]:
+        # Built, not validated: the agent checks it and answers a 422 that says why.
+        body = TrafficRequest.model_construct(
+            weights=weights,
+            shadow=ShadowTarget.model_construct(version=shadow[0], fraction=shadow[1])
+            if shadow
+            else None,
+            fallback=fallback,
+            sticky_header=sticky_header,
+        )
+        json = body.model_dump(mode="json")
+        return _call(ActionResult, "PUT", f"/v1/models/{model}/traffic", json=json)
 
-    def promote(self, model: str, version: str) -> Any:
+    @staticmethod
+    def promote(model: str, version: str) -> Call[ActionResult]:
         body = {"version": version}
-        return self._call(ActionResult, "POST", f"/v1/models/{model}/promote", json=body)
+        return _call(ActionResult, "POST", f"/v1/models/{model}/promote", json=body)
 
-    def rollback(self, model: str, to: str | None = None) -> Any:
-        return self._call(ActionResult, "POST", f"/v1/models/{model}/rollback", json={"to": to})
+    @staticmethod
+    def rollback(model: str, to: str | None) -> Call[ActionResult]:
+        return _call(ActionResult, "POST", f"/v1/models/{model}/rollback", json={"to": to})
 
-    def retire(self, model: str, version: str) -> Any:
-        return self._call(ActionResult, "DELETE", f"/v1/models/{model}/versions/{version}")
+    @staticmethod
+    def retire(model: str, version: str) -> Call[ActionResult]:
+        return _call(ActionResult, "DELETE", f"/v1/models/{model}/versions/{version}")
 
-    def requests(self, **filters: Any) -> Any:
-        params = {k: v for k, v in filters.items() if v is not None}
-        return self._call(list[RequestRow], "GET", "/v1/requests", params=params)
+    @staticmethod
+    def requests(
+        model: str | None = None,
+        version: str | None = None,
+        role: str | None = None,
+        status: int | None = None,
+        since: When = None,
+        until: When = None,
+        limit: int = 100,
+    ) -> Call[list[RequestRow]]:
+        params: dict[str, Any] = {"model": model, "version": version, "role": role}
+        params["status"] = status
+        params.update(since=since, until=until, limit=limit)
+        return _call(list[RequestRow], "GET", "/v1/requests", params=params)
 
-    def request(self, request_id: str) -> Any:
+    @staticmethod
+    def request(request_id: str) -> Call[list[RequestRow]]:
         # Clients choose request ids: "/" and "?" must reach the agent as part of the id.
-        return self._call(list[RequestRow], "GET", f"/v1/requests/{quote(request_id, safe='')}")
+        return _call(list[RequestRow], "GET", f"/v1/requests/{quote(request_id, safe='')}")
 
-    def audit(self, since: str | None = None, limit: int = 100) -> Any:
-        params = {"limit": limit, **({"since": since} if since else {})}
-        return self._call(list[AuditEntry], "GET", "/v1/audit", params=params)
+    @staticmethod
+    def audit(since: When = None, limit: int = 100) -> Call[list[AuditEntry]]:
+        params = {"since": since, "limit": limit}
+        return _call(list[AuditEntry], "GET", "/v1/audit", params=params)
 
-    def latency(self, **filters: Any) -> Any:
-        params = {k: v for k, v in filters.items() if v is not None}
-        return self._call(list[LatencyPoint], "GET", "/v1/telemetry/latency", params=params)
+    @staticmethod
+    def drift(
+        model: str, version: str | None = None, since: When = None, until: When = None
+    ) -> Call[DriftReport]:
+        params = {"model": model, "version": version, "since": since, "until": until}
+        return _call(DriftReport, "GET", "/v1/drift", params=params)
 
-    def drift(self, model: str, **filters: Any) -> Any:
-        """Per-feature drift of a version (default: stable) over a window (default: 1 h)."""
-        params = {"model": model, **{k: v for k, v in filters.items() if v is not None}}
-        return self._call(DriftReport, "GET", "/v1/drift", params=params)
+    @staticmethod
+    def drift_histogram(
+        model: str,
+        feature: str,
+        version: str | None = None,
+        since: When = None,
+        until: When = None,
+        bins: int | None = None,
+    ) -> Call[DriftHistogram]:
+        params: dict[str, Any] = {"model": model, "feature": feature, "bins": bins}
+        params["version"] = version
+        params.update(since=since, until=until)
+        return _call(DriftHistogram, "GET", "/v1/drift/histogram", params=params)
 
-    def drift_histogram(self, model: str, feature: str, **filters: Any) -> Any:
-        params = {"model": model, "feature": feature}
-        params.update({k: v for k, v in filters.items() if v is not None})
-        return self._call(DriftHistogram, "GET", "/v1/drift/histogram", params=params)
+    @staticmethod
+    def drift_timeline(
+        model: str,
+        version: str | None = None,
+        since: When = None,
+        until: When = None,
+        buckets: int | None = None,
+    ) -> Call[list[DriftPoint]]:
+        params: dict[str, Any] = {"model": model, "version": version, "buckets": buckets}
+        params.update(since=since, until=until)
+        return _call(list[DriftPoint], "GET", "/v1/drift/timeline", params=params)
 
-    def drift_timeline(self, model: str, **filters: Any) -> Any:
-        params = {"model": model, **{k: v for k, v in filters.items() if v is not None}}
-        return self._call(list[DriftPoint], "GET", "/v1/drift/timeline", params=params)
-
+    @staticmethod
     def replay(
-        self, model: str, version: str, request_ids: list[str], tolerance: float = 1e-6
-    ) -> Any:
-        """Start replaying logged calls against `version`; returns the job (poll it)."""
-        body = ReplayRequest(
+        model: str, version: str, request_ids: list[str], tolerance: float
+    ) -> Call[ReplayReport]:
+        body = ReplayRequest.model_construct(
             model=model, version=version, request_ids=request_ids, tolerance=tolerance
-        ).model_dump()
-        return self._call(ReplayReport, "POST", "/v1/replay", json=body)
+        )
+        return _call(ReplayReport, "POST", "/v1/replay", json=body.model_dump())
 
-    def replay_report(self, job_id: str) -> Any:
-        return self._call(ReplayReport, "GET", f"/v1/replay/{job_id}")
+    @staticmethod
+    def replay_report(job_id: str) -> Call[ReplayReport]:
+        return _call(ReplayReport, "GET", f"/v1/replay/{job_id}")
 
-    def replays(self, limit: int = 20) -> Any:
-        return self._call(list[ReplayReport], "GET", "/v1/replay", params={"limit": limit})
+    @staticmethod
+    def replays(limit: int = 20) -> Call[list[ReplayReport]]:
+        return _call(list[ReplayReport], "GET", "/v1/replay", params={"limit": limit})
 
-    def rollout_start(self, model: str, canary: str, **policy: Any) -> Any:
-        """Start a progressive rollout; `policy` overrides the model's (steps=[...], ...)."""
-        body = RolloutStart(model=model, canary=canary, **policy).model_dump(exclude_none=True)
-        return self._call(Rollout, "POST", "/v1/rollouts", json=body)
+    @staticmethod
+    def rollout_start(model: str, canary: str, policy: dict[str, Any]) -> Call[Rollout]:
+        body = RolloutStart.model_construct(model=model, canary=canary, **policy)
+        json = body.model_dump(mode="json", exclude_none=True)
+        return _call(Rollout, "POST", "/v1/rollouts", json=json)
 
-    def rollouts(self) -> Any:
-        return self._call(list[Rollout], "GET", "/v1/rollouts")
+    @staticmethod
+    def rollouts() -> Call[list[Rollout]]:
+        return _call(list[Rollout], "GET", "/v1/rollouts")
 
-    def rollout(self, model: str) -> Any:
-        return self._call(Rollout, "GET", f"/v1/rollouts/{model}")
+    @staticmethod
+    def rollout(model: str) -> Call[Rollout]:
+        return _call(Rollout, "GET", f"/v1/rollouts/{model}")
 
-    def rollout_verb(self, model: str, verb: str) -> Any:
+    @staticmethod
+    def rollout_verb(model: str, verb: str) -> Call[Rollout]:
         """`pause`, `resume` or `abort` the model's rollout."""
         if verb not in ("pause", "resume", "abort"):
             raise ValueError(f"unknown rollout verb {verb!r}")
-        return self._call(Rollout, "POST", f"/v1/rollouts/{model}/{verb}")
-
-    def telemetry(self, kind: str, **filters: Any) -> Any:
-        params = {k: v for k, v in filters.items() if v is not None}
-        return self._call(None, "GET", f"/v1/telemetry/{kind}", params=params)
+        return _call(Rollout, "POST", f"/v1/rollouts/{model}/{verb}")
 
 
-class _PathList(list):
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
-        from pydantic_core import core_schema
+def _http_options(
+    url: str, token: str | None, user: str | None, timeout_s: float
+) -> dict[str, Any]:
+    headers = {}
+    token = read_token(token)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if user:
+        headers["x-trackside-user"] = user
+    return {"base_url": url.rstrip("/"), "headers": headers, "timeout": timeout_s}
 
-        def paths(doc: Any) -> list[str]:
-            return sorted((doc or {}).get("paths", {}))
 
-        return core_schema.no_info_plain_validator_function(paths)
+def _unreachable(url: str, exc: Exception) -> AgentError:
+    return AgentError(f"agent at {url} did not answer: {exc!r}; is it running?")
 
 
-class _Base(_Calls):
+class AgentClient:
+    """Blocking client: `AgentClient(url, token).models()`."""
+
     def __init__(
         self,
         url: str = DEFAULT_URL,
@@ -224,24 +312,7 @@ class _Base(_Calls):
         timeout_s: float = 30.0,
     ) -> None:
         self.url = url.rstrip("/")
-        headers = {}
-        token = read_token(token)
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        if user:
-            headers["x-trackside-user"] = user
-        self._kw = {"base_url": self.url, "headers": headers, "timeout": timeout_s}
-
-    def _unreachable(self, exc: Exception) -> AgentError:
-        return AgentError(f"agent at {self.url} did not answer: {exc!r}; is it running?")
-
-
-class AgentClient(_Base):
-    """Blocking client: `AgentClient(url, token).models()`."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._http = httpx.Client(**self._kw)
+        self._http = httpx.Client(**_http_options(url, token, user, timeout_s))
 
     def close(self) -> None:
         self._http.close()
@@ -252,20 +323,150 @@ class AgentClient(_Base):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, kind: Any, method: str, path: str, **kw: Any) -> Any:
+    def send(self, call: Call[T]) -> T:
         try:
-            response = self._http.request(method, path, **kw)
+            response = self._http.request(
+                call.method, call.path, params=call.params, json=call.json
+            )
         except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from exc
-        return _parse(kind, response)
+            raise _unreachable(self.url, exc) from exc
+        return call.read(response)
+
+    def health(self) -> Health:
+        return self.send(_Calls.health())
+
+    def paths(self) -> list[str]:
+        return self.send(_Calls.paths())
+
+    def host(self) -> HostInfo:
+        return self.send(_Calls.host())
+
+    def telemetry(
+        self, kind: str, since: When = None, until: When = None, step: int | None = None
+    ) -> Rows:
+        return self.send(_Calls.telemetry(kind, since, until, step))
+
+    def latency(
+        self,
+        model: str | None = None,
+        version: str | None = None,
+        since: When = None,
+        until: When = None,
+        step: int | None = None,
+    ) -> list[LatencyPoint]:
+        return self.send(_Calls.latency(model, version, since, until, step))
+
+    def models(self) -> list[ModelStatus]:
+        return self.send(_Calls.models())
+
+    def model(self, model: str) -> ModelStatus:
+        return self.send(_Calls.model(model))
+
+    def deploy(self, model: str, version: str, force: bool = False) -> ActionResult:
+        return self.send(_Calls.deploy(model, version, force))
+
+    def set_traffic(
+        self,
+        model: str,
+        weights: dict[str, int],
+        shadow: tuple[str, float] | None = None,
+        fallback: str | None = None,
+        sticky_header: str | None = None,
+    ) -> ActionResult:
+        return self.send(_Calls.set_traffic(model, weights, shadow, fallback, sticky_header))
+
+    def promote(self, model: str, version: str) -> ActionResult:
+        return self.send(_Calls.promote(model, version))
+
+    def rollback(self, model: str, to: str | None = None) -> ActionResult:
+        return self.send(_Calls.rollback(model, to))
+
+    def retire(self, model: str, version: str) -> ActionResult:
+        return self.send(_Calls.retire(model, version))
+
+    def requests(
+        self,
+        model: str | None = None,
+        version: str | None = None,
+        role: str | None = None,
+        status: int | None = None,
+        since: When = None,
+        until: When = None,
+        limit: int = 100,
+    ) -> list[RequestRow]:
+        return self.send(_Calls.requests(model, version, role, status, since, until, limit))
+
+    def request(self, request_id: str) -> list[RequestRow]:
+        return self.send(_Calls.request(request_id))
+
+    def audit(self, since: When = None, limit: int = 100) -> list[AuditEntry]:
+        return self.send(_Calls.audit(since, limit))
+
+    def drift(
+        self, model: str, version: str | None = None, since: When = None, until: When = None
+    ) -> DriftReport:
+        """Per-feature drift of a version (default: stable) over a window (default: 1 h)."""
+        return self.send(_Calls.drift(model, version, since, until))
+
+    def drift_histogram(
+        self,
+        model: str,
+        feature: str,
+        version: str | None = None,
+        since: When = None,
+        until: When = None,
+        bins: int | None = None,
+    ) -> DriftHistogram:
+        return self.send(_Calls.drift_histogram(model, feature, version, since, until, bins))
+
+    def drift_timeline(
+        self,
+        model: str,
+        version: str | None = None,
+        since: When = None,
+        until: When = None,
+        buckets: int | None = None,
+    ) -> list[DriftPoint]:
+        return self.send(_Calls.drift_timeline(model, version, since, until, buckets))
+
+    def replay(
+        self, model: str, version: str, request_ids: list[str], tolerance: float = 1e-6
+    ) -> ReplayReport:
+        """Start replaying logged calls against `version`; returns the job (poll it)."""
+        return self.send(_Calls.replay(model, version, request_ids, tolerance))
+
+    def replay_report(self, job_id: str) -> ReplayReport:
+        return self.send(_Calls.replay_report(job_id))
+
+    def replays(self, limit: int = 20) -> list[ReplayReport]:
+        return self.send(_Calls.replays(limit))
+
+    def rollout_start(self, model: str, canary: str, **policy: Any) -> Rollout:
+        """Start a progressive rollout; `policy` overrides the model's (steps=[...], ...)."""
+        return self.send(_Calls.rollout_start(model, canary, policy))
+
+    def rollouts(self) -> list[Rollout]:
+        return self.send(_Calls.rollouts())
+
+    def rollout(self, model: str) -> Rollout:
+        return self.send(_Calls.rollout(model))
+
+    def rollout_verb(self, model: str, verb: str) -> Rollout:
+        return self.send(_Calls.rollout_verb(model, verb))
 
 
-class AsyncAgentClient(_Base):
+class AsyncAgentClient:
     """The same calls for asyncio (the console's workers): `await client.models()`."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._http = httpx.AsyncClient(**self._kw)
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        user: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.AsyncClient(**_http_options(url, token, user, timeout_s))
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -276,30 +477,159 @@ class AsyncAgentClient(_Base):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _call(self, kind: Any, method: str, path: str, **kw: Any) -> Any:
+    async def send(self, call: Call[T]) -> T:
         try:
-            response = await self._http.request(method, path, **kw)
+            response = await self._http.request(
+                call.method, call.path, params=call.params, json=call.json
+            )
         except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from exc
-        return _parse(kind, response)
+            raise _unreachable(self.url, exc) from exc
+        return call.read(response)
+
+    async def health(self) -> Health:
+        return await self.send(_Calls.health())
+
+    async def paths(self) -> list[str]:
+        return await self.send(_Calls.paths())
+
+    async def host(self) -> HostInfo:
+        return await self.send(_Calls.host())
+
+    async def telemetry(
+        self, kind: str, since: When = None, until: When = None, step: int | None = None
+    ) -> Rows:
+        return await self.send(_Calls.telemetry(kind, since, until, step))
+
+    async def latency(
+        self,
+        model: str | None = None,
+        version: str | None = None,
+        since: When = None,
+        until: When = None,
+        step: int | None = None,
+    ) -> list[LatencyPoint]:
+        return await self.send(_Calls.latency(model, version, since, until, step))
+
+    async def models(self) -> list[ModelStatus]:
+        return await self.send(_Calls.models())
+
+    async def model(self, model: str) -> ModelStatus:
+        return await self.send(_Calls.model(model))
+
+    async def deploy(self, model: str, version: str, force: bool = False) -> ActionResult:
+        return await self.send(_Calls.deploy(model, version, force))
+
+    async def set_traffic(
+        self,
+        model: str,
+        weights: dict[str, int],
+        shadow: tuple[str, float] | None = None,
+        fallback: str | None = None,
+        sticky_header: str | None = None,
+    ) -> ActionResult:
+        return await self.send(_Calls.set_traffic(model, weights, shadow, fallback, sticky_header))
+
+    async def promote(self, model: str, version: str) -> ActionResult:
+        return await self.send(_Calls.promote(model, version))
+
+    async def rollback(self, model: str, to: str | None = None) -> ActionResult:
+        return await self.send(_Calls.rollback(model, to))
+
+    async def retire(self, model: str, version: str) -> ActionResult:
+        return await self.send(_Calls.retire(model, version))
+
+    async def requests(
+        self,
+        model: str | None = None,
+        version: str | None = None,
+        role: str | None = None,
+        status: int | None = None,
+        since: When = None,
+        until: When = None,
+        limit: int = 100,
+    ) -> list[RequestRow]:
+        return await self.send(_Calls.requests(model, version, role, status, since, until, limit))
+
+    async def request(self, request_id: str) -> list[RequestRow]:
+        return await self.send(_Calls.request(request_id))
+
+    async def audit(self, since: When = None, limit: int = 100) -> list[AuditEntry]:
+        return await self.send(_Calls.audit(since, limit))
+
+    async def drift(
+        self, model: str, version: str | None = None, since: When = None, until: When = None
+    ) -> DriftReport:
+        return await self.send(_Calls.drift(model, version, since, until))
+
+    async def drift_histogram(
+        self,
+        model: str,
+        feature: str,
+        version: str | None = None,
+        since: When = None,
+        until: When = None,
+        bins: int | None = None,
+    ) -> DriftHistogram:
+        return await self.send(_Calls.drift_histogram(model, feature, version, since, until, bins))
+
+    async def drift_timeline(
+        self,
+        model: str,
+        version: str | None = None,
+        since: When = None,
+        until: When = None,
+        buckets: int | None = None,
+    ) -> list[DriftPoint]:
+        return await self.send(_Calls.drift_timeline(model, version, since, until, buckets))
+
+    async def replay(
+        self, model: str, version: str, request_ids: list[str], tolerance: float = 1e-6
+    ) -> ReplayReport:
+        return await self.send(_Calls.replay(model, version, request_ids, tolerance))
+
+    async def replay_report(self, job_id: str) -> ReplayReport:
+        return await self.send(_Calls.replay_report(job_id))
+
+    async def replays(self, limit: int = 20) -> list[ReplayReport]:
+        return await self.send(_Calls.replays(limit))
+
+    async def rollout_start(self, model: str, canary: str, **policy: Any) -> Rollout:
+        return await self.send(_Calls.rollout_start(model, canary, policy))
+
+    async def rollouts(self) -> list[Rollout]:
+        return await self.send(_Calls.rollouts())
+
+    async def rollout(self, model: str) -> Rollout:
+        return await self.send(_Calls.rollout(model))
+
+    async def rollout_verb(self, model: str, verb: str) -> Rollout:
+        return await self.send(_Calls.rollout_verb(model, verb))
 
 
 # The API's typed bodies travel with the client: the console imports them from here.
 __all__ = [
+    "DEFAULT_URL",
     "ActionResult",
     "AgentClient",
     "AgentError",
     "AsyncAgentClient",
     "AuditEntry",
+    "ConfigError",
     "DriftHistogram",
     "DriftPoint",
     "DriftReport",
     "FeatureDrift",
+    "Fleet",
+    "HostEntry",
     "HostInfo",
     "LatencyPoint",
+    "MetricVerdict",
     "ModelStatus",
     "ReplayItem",
     "ReplayReport",
     "RequestRow",
     "Rollout",
+    "RolloutPolicy",
+    "RoutingTable",
+    "load_fleet",
 ]

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agent.defaults import DATA_DIR, DEFAULT_HOST, DEFAULT_PORT
+from serve.config_file import load_toml
 
 MIN_INTERVAL_S = 0.25
-
-
-class AgentConfigError(ValueError):
-    pass
 
 
 class _Strict(BaseModel):
@@ -19,8 +17,8 @@ class _Strict(BaseModel):
 
 
 class ApiSettings(_Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(7070, ge=0, le=65535)
+    host: str = DEFAULT_HOST
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535)
 
 
 class CollectSettings(_Strict):
@@ -46,12 +44,19 @@ class RetentionSettings(_Strict):
     every_s: float = Field(300, gt=0, description="how often retention runs")
 
 
-class StoreSettings(_Strict):
+class DuckDBSettings(_Strict):
     """DuckDB's own defaults (a thread per core, 80% of RAM) suit an analytics box, not a
     daemon sharing a GPU host with the models it watches."""
 
     threads: int = Field(2, ge=1, le=64)
     memory_limit: str = Field("512MB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$")
+
+
+class ModelStoreSettings(_Strict):
+    """The model store (versions, manifests, reference samples): the same folder the Serve
+    replicas on this host load artifacts from."""
+
+    path: Path | None = None  # default <data_dir>/models
 
 
 class ControllerSettings(_Strict):
@@ -61,18 +66,18 @@ class ControllerSettings(_Strict):
     dashboard: str = "http://127.0.0.1:8265"
     serve_port: int = 8000
     models: list[Path] = Field(default_factory=lambda: [Path("configs/models/digits.toml")])
-    store: Path | None = None  # default <data_dir>/models
     apply_timeout_s: float = Field(120, gt=0)
 
 
 class AgentConfig(_Strict):
-    data_dir: Path = Path(".trackside")
+    data_dir: Path = DATA_DIR
     token_file: Path | None = None  # default <data_dir>/agent.token
     spool_dir: Path | None = None  # default <data_dir>/spool
     api: ApiSettings = Field(default_factory=ApiSettings)
     collect: CollectSettings = Field(default_factory=CollectSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
-    store: StoreSettings = Field(default_factory=StoreSettings)
+    duckdb: DuckDBSettings = Field(default_factory=DuckDBSettings)
+    model_store: ModelStoreSettings = Field(default_factory=ModelStoreSettings)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
 
     @property
@@ -89,18 +94,8 @@ class AgentConfig(_Strict):
 
     @property
     def store_path(self) -> Path:
-        return self.controller.store or self.data_dir / "models"
+        return self.model_store.path or self.data_dir / "models"
 
 
 def load_agent_config(path: Path | None) -> AgentConfig:
-    if path is None:
-        return AgentConfig()
-    try:
-        data = tomllib.loads(Path(path).read_text())
-        return AgentConfig.model_validate(data)
-    except FileNotFoundError as exc:
-        raise AgentConfigError(f"agent config {path} does not exist") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise AgentConfigError(f"{path}: not valid TOML: {exc}") from exc
-    except ValidationError as exc:
-        raise AgentConfigError(f"{path}: {exc}") from exc
+    return AgentConfig() if path is None else load_toml(path, AgentConfig, "agent config")

@@ -5,31 +5,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
-from agent.api import AgentContext, create_app
+from agent.api import create_app
+from agent.api.context import AgentContext
 from agent.collectors.gpu import GpuCollector
 from agent.collectors.host import HostCollector
 from agent.collectors.serve_state import ServeCollector
-from agent.config import AgentConfig, AgentConfigError, load_agent_config
+from agent.config import AgentConfig, load_agent_config
 from agent.controller import Controller
 from agent.ingest import ingest_once
 from agent.replay import Replayer
+from agent.request_log import LocalRequestLog
 from agent.rollouts import Rollouts
 from agent.secrets_file import SecretFileError, ensure_secret
 from agent.serve_api import ServeAPI
 from agent.store import GPU_COLUMNS, HOST_COLUMNS, SERVE_COLUMNS, Store, StoreLocked
-from serve.model_config import ConfigError, load_model_config
+from serve.config_file import ConfigError
+from serve.model_config import load_model_config
 from serve.model_store import ModelStore
 from serve.serve_config import ServeTarget
 
@@ -66,20 +70,46 @@ def setup_logging(level: str = "INFO") -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Serve poll otherwise
 
 
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the agent handles SIGTERM and SIGINT itself, and flushes before it stops
+
+
 class Agent:
     def __init__(self, config: AgentConfig, nvml: Any = None) -> None:
         self.config = config
         self.store = Store(
-            config.db_path, threads=config.store.threads, memory_limit=config.store.memory_limit
+            config.db_path, threads=config.duckdb.threads, memory_limit=config.duckdb.memory_limit
         )
         self.token = ensure_secret(config.token_path)
         self.gpu = GpuCollector(nvml=nvml)
         self.host = HostCollector()
         self.collectors: dict[str, str] = {}
-        self.controller: Controller | None = None
+        self.requests = LocalRequestLog(self.store)
         self.serve_api: ServeAPI | None = None
-        self.tasks: list[asyncio.Task] = []
-        self.ctx = AgentContext(self.store, self.token, None, self.gpu, self.collectors)
+        self.controller: Controller | None = None
+        rollouts = replayer = None
+        if config.controller.enabled:
+            self.controller = self._make_controller()
+            rollouts = Rollouts(self.store, self.controller, self.requests)
+            replayer = Replayer(
+                self.store,
+                self.requests,
+                f"http://127.0.0.1:{config.controller.serve_port}",
+                ensure_secret(config.data_dir / "replay.token"),
+            )
+        self.ctx = AgentContext(
+            store=self.store,
+            token=self.token,
+            gpu=self.gpu,
+            requests=self.requests,
+            collectors=self.collectors,
+            controller=self.controller,
+            replayer=replayer,
+            rollouts=rollouts,
+        )
+        self.tasks: list[asyncio.Task[None]] = []
         self.server: uvicorn.Server | None = None
         self.pending: dict[str, list[dict[str, Any]]] = {}  # samples not yet in DuckDB
 
@@ -209,19 +239,10 @@ class Agent:
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(max_workers=4, thread_name_prefix="agent")
         )
-        if self.config.controller.enabled:
-            self.controller = self._make_controller()
-            self.ctx.controller = self.controller
-            self.ctx.rollouts = Rollouts(self.store, self.controller)
-            self.ctx.replayer = Replayer(
-                self.store,
-                f"http://127.0.0.1:{self.config.controller.serve_port}",
-                ensure_secret(self.config.data_dir / "replay.token"),
-            )
         self.start_tasks()
         app = create_app(self.ctx)
         api = self.config.api
-        self.server = uvicorn.Server(
+        self.server = _Server(
             uvicorn.Config(
                 app,
                 host=api.host,
@@ -231,7 +252,6 @@ class Agent:
                 access_log=False,
             )
         )
-        self.server.install_signal_handlers = lambda: None  # we handle signals ourselves
         loop = asyncio.get_running_loop()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -298,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             updates["controller"] = config.controller.model_copy(update={"enabled": True})
         config = config.model_copy(update=updates)
         agent = Agent(config)
-    except (AgentConfigError, ConfigError, StoreLocked, SecretFileError) as exc:
+    except (ConfigError, StoreLocked, SecretFileError) as exc:
         log.error("%s", exc)
         print(f"trackside agent: {exc}", file=sys.stderr)
         return 2

@@ -1,22 +1,13 @@
-"""Deploying model versions through Serve's REST API and waiting until they serve."""
+"""Waiting until applications PUT through Serve's REST API serve, and saying why not."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
-from typing import Any
 
 from agent.serve_api import ServeAPI
 from agent.serve_status import ApplicationStatus, ServeStatus, diagnose
-from serve.model_config import ModelConfig
-from serve.serve_config import (
-    ServeTarget,
-    VersionPlan,
-    build_serve_config,
-    plan_version,
-    version_app_config,
-)
+from serve.serve_config import VersionPlan
 
 
 class DeployError(Exception):
@@ -25,34 +16,6 @@ class DeployError(Exception):
     def __init__(self, message: str, problems: dict[str, str]) -> None:
         super().__init__(message)
         self.problems = problems
-
-
-@dataclass(frozen=True)
-class Deployment:
-    config: dict[str, Any]
-    plans: dict[str, VersionPlan]
-
-
-async def plan_deployment(
-    api: ServeAPI,
-    models: list[ModelConfig],
-    versions: dict[str, list[str]],
-    target: ServeTarget,
-    extra_apps: list[dict[str, Any]] | None = None,
-) -> Deployment:
-    """The full Serve config for `versions` ({model: [version, ...]}) plus `extra_apps`."""
-    cluster = await api.cluster_resources()
-    by_name = {m.model: m for m in models}
-    apps, plans = list(extra_apps or []), {}
-    for model, names in versions.items():
-        if model not in by_name:
-            raise ValueError(f"no config for model {model!r}")
-        for version in names:
-            options = by_name[model].options(version)
-            plan = plan_version(model, version, options, cluster)
-            plans[plan.app] = plan
-            apps.append(version_app_config(plan, options, target))
-    return Deployment(config=build_serve_config(apps, target), plans=plans)
 
 
 async def wait_until_running(

@@ -39,31 +39,25 @@ def pending_files(spool: Path) -> list[Path]:
 
 def _insert(store: Store, files: list[Path]) -> tuple[int, int]:
     select = ", ".join(f'"{c}"::{t}' for c, t in REQUEST_COLUMNS.items())
-    with store._write_lock, store.cursor() as cur:
-        cur.execute("BEGIN")
-        try:
-            names = [str(f) for f in files]
-            before = cur.execute("SELECT count(*) FROM requests").fetchall()[0][0]
-            # Row counts from the Parquet footers: the data itself is read once, below.
-            read = cur.execute(
-                "SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata(?)", [names]
-            ).fetchall()[0][0]
-            # Idempotent without a key index (which cost ~60% of the ingest rate): a row read
-            # again after a crash carries the ts it had, so only stored rows at or after the
-            # batch's earliest ts can be its duplicate, and the ts zone maps skip the rest.
-            cur.execute(
-                f"INSERT INTO requests SELECT {select}, now()::TIMESTAMP"
-                " FROM read_parquet(?, union_by_name = true) AS b"
-                " WHERE NOT EXISTS (SELECT 1 FROM requests r"
-                "   WHERE r.ts >= (SELECT min(ts) FROM read_parquet(?, union_by_name = true))"
-                "   AND r.request_id = b.request_id AND r.role = b.role)",
-                [names, names],
-            )
-            after = cur.execute("SELECT count(*) FROM requests").fetchall()[0][0]
-            cur.execute("COMMIT")
-        except Exception:
-            cur.execute("ROLLBACK")
-            raise
+    with store.transaction() as cur:
+        names = [str(f) for f in files]
+        before = cur.execute("SELECT count(*) FROM requests").fetchall()[0][0]
+        # Row counts from the Parquet footers: the data itself is read once, below.
+        read = cur.execute(
+            "SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata(?)", [names]
+        ).fetchall()[0][0]
+        # Idempotent without a key index (which cost ~60% of the ingest rate): a row read
+        # again after a crash carries the ts it had, so only stored rows at or after the
+        # batch's earliest ts can be its duplicate, and the ts zone maps skip the rest.
+        cur.execute(
+            f"INSERT INTO requests SELECT {select}, now()::TIMESTAMP"
+            " FROM read_parquet(?, union_by_name = true) AS b"
+            " WHERE NOT EXISTS (SELECT 1 FROM requests r"
+            "   WHERE r.ts >= (SELECT min(ts) FROM read_parquet(?, union_by_name = true))"
+            "   AND r.request_id = b.request_id AND r.role = b.role)",
+            [names, names],
+        )
+        after = cur.execute("SELECT count(*) FROM requests").fetchall()[0][0]
     return int(read), int(after - before)
 
 

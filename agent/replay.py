@@ -24,24 +24,18 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
-from agent.api_models import ReplayItem, ReplayReport, ReplayRequest
+from agent.errors import NotFound
+from agent.request_log import Original, RequestLog
+from agent.schemas.replay import OUTCOMES, Outcome, ReplayItem, ReplayReport, ReplayRequest
 from agent.store import Store, utcnow
 from serve.names import REPLAY_OF_HEADER, REPLAY_TOKEN_HEADER, REPLAY_VERSION_HEADER
 
 log = logging.getLogger("trackside.replay")
 
-Outcome = Literal["identical", "within_tolerance", "output_changed", "label_changed", "failed"]
-OUTCOMES: tuple[Outcome, ...] = (
-    "identical",
-    "within_tolerance",
-    "output_changed",
-    "label_changed",
-    "failed",
-)
 CONCURRENCY = 4
 
 
@@ -86,22 +80,16 @@ def compare_outputs(original: str | None, replayed: str | None, tolerance: float
     return Comparison(outcome, worst, labels_before, labels_after)
 
 
-class ReplayError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 class Replayer:
     """Starts replay jobs and keeps their reports (in memory while running, then DuckDB)."""
 
-    def __init__(self, store: Store, serve_url: str, token: str) -> None:
+    def __init__(self, store: Store, requests: RequestLog, serve_url: str, token: str) -> None:
         self.store = store
+        self.requests = requests
         self.serve_url = serve_url.rstrip("/")
         self.token = token
         self.running: dict[str, ReplayReport] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         for doc in self._stored():  # a job cut short by a restart says so
             if doc.state == "running":
                 doc.state, doc.error = "interrupted", "the agent stopped during the replay"
@@ -124,7 +112,7 @@ class Replayer:
             return self.running[job_id]
         doc = self.store.get_state(f"replay:{job_id}")
         if doc is None:
-            raise ReplayError(404, f"no replay {job_id!r}")
+            raise NotFound(f"no replay {job_id!r}")
         return ReplayReport.model_validate(doc)
 
     def start(self, body: ReplayRequest, user: str) -> ReplayReport:
@@ -147,31 +135,25 @@ class Replayer:
         task.add_done_callback(self._tasks.discard)
         return report
 
-    def _originals(self, body: ReplayRequest) -> list[dict[str, Any]]:
-        rows = self.store.query(
-            "SELECT request_id, version, sha256, input, output FROM requests"
-            " WHERE role = 'primary' AND model = ? AND list_contains(?, request_id)"
-            " QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY ts) = 1",
-            [body.model, body.request_ids],
-        )
-        found = {r["request_id"] for r in rows}
+    def _originals(self, body: ReplayRequest) -> list[Original]:
+        rows = self.requests.originals(body.model, body.request_ids)
+        found = {r.request_id for r in rows}
         missing = [i for i in body.request_ids if i not in found]
         if missing:
-            raise ReplayError(
-                404,
-                f"{len(missing)} request(s) of {body.model} are not in this agent's log"
-                f" (e.g. {', '.join(missing[:3])}); only primary calls can be replayed",
+            raise NotFound(
+                f"{len(missing)} request(s) of {body.model} are not in the request log"
+                f" (e.g. {', '.join(missing[:3])}); only primary calls can be replayed"
             )
         order = {rid: i for i, rid in enumerate(body.request_ids)}
-        return sorted(rows, key=lambda r: order[r["request_id"]])
+        return sorted(rows, key=lambda r: order[r.request_id])
 
-    async def _run(self, report: ReplayReport, originals: list[dict[str, Any]]) -> None:
+    async def _run(self, report: ReplayReport, originals: list[Original]) -> None:
         sem = asyncio.Semaphore(CONCURRENCY)
         url = f"{self.serve_url}/models/{report.model}/predict"
         try:
             async with httpx.AsyncClient(timeout=30) as http:
 
-                async def one(original: dict[str, Any]) -> None:
+                async def one(original: Original) -> None:
                     async with sem:
                         item = await self._replay_one(http, url, report, original)
                     report.items.append(item)
@@ -193,22 +175,22 @@ class Replayer:
             self.running.pop(report.id, None)
 
     async def _replay_one(
-        self, http: httpx.AsyncClient, url: str, report: ReplayReport, original: dict[str, Any]
+        self, http: httpx.AsyncClient, url: str, report: ReplayReport, original: Original
     ) -> ReplayItem:
         headers = {
             "content-type": "application/json",
             REPLAY_TOKEN_HEADER: self.token,
             REPLAY_VERSION_HEADER: report.version,
-            REPLAY_OF_HEADER: original["request_id"],
-            "x-request-id": f"replay-{report.id}-{original['request_id']}"[:128],
+            REPLAY_OF_HEADER: original.request_id,
+            "x-request-id": f"replay-{report.id}-{original.request_id}"[:128],
         }
         base = {
-            "request_id": original["request_id"],
-            "original_version": original["version"],
-            "original_sha256": original["sha256"],
+            "request_id": original.request_id,
+            "original_version": original.version,
+            "original_sha256": original.sha256,
         }
         try:
-            response = await http.post(url, content=original["input"] or "", headers=headers)
+            response = await http.post(url, content=original.input or "", headers=headers)
         except httpx.HTTPError as exc:
             return ReplayItem(**base, outcome="failed", error=f"router unreachable: {exc!r}")
         replayed = response.text
@@ -230,7 +212,7 @@ class Replayer:
                 outcome="failed",
                 error=f"served by {served_by}, not {report.version}: is the replay token right?",
             )
-        c = compare_outputs(original["output"], replayed, report.tolerance)
+        c = compare_outputs(original.output, replayed, report.tolerance)
         return ReplayItem(
             **base,
             replay_sha256=sha,

@@ -13,14 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
 
-from pydantic import BaseModel, Field
-
+from agent.errors import ApiError
+from agent.schemas.rollouts import FINISHED, Judged, MetricVerdict, Rollout, Verdict
 from serve.model_config import RolloutPolicy
-
-State = Literal["running", "paused", "done", "rolled_back", "aborted"]
-FINISHED = ("done", "rolled_back", "aborted")
 
 
 @dataclass(frozen=True)
@@ -41,40 +37,11 @@ class RollBack:
 Action = SetWeight | Promote | RollBack | None
 
 
-class RolloutError(Exception):
+class RolloutError(ApiError):
+    """A rollout verb that the rollout's state does not allow (409 unless said otherwise)."""
+
     def __init__(self, message: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
-class Judged(BaseModel):
-    at: datetime
-    step: int
-    weight: int
-    verdict: Literal["pass", "marginal", "fail"]
-    metrics: list[dict[str, Any]] = Field(default_factory=list)
-
-
-class Rollout(BaseModel):
-    model: str
-    canary: str
-    stable: str
-    who: str
-    policy: RolloutPolicy
-    state: State
-    step: int
-    started_at: datetime
-    step_started_at: datetime
-    judge_at: datetime
-    marginal: int = 0  # marginal judgements in a row at this step
-    reason: str | None = None
-    updated_at: datetime
-    judgements: list[Judged] = Field(default_factory=list)
-
-    @property
-    def weight(self) -> int:
-        return self.policy.steps[self.step]
+        super().__init__(status, message)
 
 
 def _wait(r: Rollout) -> timedelta:
@@ -106,7 +73,7 @@ def due(r: Rollout, now: datetime) -> bool:
 
 
 def judged(
-    r: Rollout, verdict: str, metrics: list[dict[str, Any]], now: datetime
+    r: Rollout, verdict: Verdict, metrics: list[MetricVerdict], now: datetime
 ) -> tuple[Rollout, Action]:
     if r.state != "running":
         raise RolloutError(f"the rollout of {r.model} is {r.state}: nothing to judge")
@@ -114,7 +81,7 @@ def judged(
     history = [*r.judgements, record]
     base = {"judgements": history, "updated_at": now}
     if verdict == "fail":
-        failed = ", ".join(m.get("metric", "?") for m in metrics if m.get("verdict") == "fail")
+        failed = ", ".join(m.metric for m in metrics if m.verdict == "fail")
         reason = f"judged fail at {r.weight}%: {failed or 'see the judgement'}"
         return r.model_copy(update={**base, "state": "rolled_back", "reason": reason}), RollBack(
             r.stable

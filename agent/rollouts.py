@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from agent.api_models import TrafficRequest
-from agent.controller import ActionError, Controller
+from agent.controller import Controller
+from agent.errors import ApiError, NotFound
+from agent.request_log import DriftSource, RequestLog
+from agent.rollout_judge import judge_rollout
 from agent.rollout_machine import (
-    FINISHED,
     Action,
     Promote,
     RollBack,
-    Rollout,
     RolloutError,
     SetWeight,
     abort,
@@ -34,19 +33,13 @@ from agent.rollout_machine import (
     resume,
     start,
 )
-from agent.store import Store, naive_utc
+from agent.schemas.rollouts import FINISHED, Rollout
+from agent.store import Store
 from serve.model_config import RolloutPolicy
 from serve.model_store import StoreError
-
-if TYPE_CHECKING:
-    from agent.analysis.judge import Judgement, MetricVerdict
+from serve.routing_table import ShadowTarget, TrafficSplit
 
 log = logging.getLogger("trackside.rollouts")
-
-# The labels of a version's JSON answer, as a list (one per instance).
-LABELS = """list_transform(
-    from_json({col}, '{{"predictions": [{{"label": "VARCHAR"}}]}}').predictions,
-    lambda p: p.label)"""
 
 
 def now_utc() -> datetime:
@@ -54,9 +47,10 @@ def now_utc() -> datetime:
 
 
 class Rollouts:
-    def __init__(self, store: Store, controller: Controller) -> None:
+    def __init__(self, store: Store, controller: Controller, requests: RequestLog) -> None:
         self.store = store
         self.ctl = controller
+        self.requests = requests
 
     # -- state ------------------------------------------------------------------------------
     def _key(self, model: str) -> str:
@@ -68,7 +62,7 @@ class Rollouts:
     def get(self, model: str) -> Rollout:
         doc = self.store.get_state(self._key(model))
         if doc is None:
-            raise RolloutError(f"{model} has no rollout", 404)
+            raise NotFound(f"{model} has no rollout")
         return Rollout.model_validate(doc)
 
     def all(self) -> list[Rollout]:
@@ -86,7 +80,7 @@ class Rollouts:
             )
         try:
             current = self.get(model)
-        except RolloutError:
+        except NotFound:
             current = None
         if current is not None and current.state not in FINISHED:
             raise RolloutError(
@@ -136,12 +130,13 @@ class Rollouts:
             now = now_utc()
             if not due(r, now):
                 continue
-            judgement = await asyncio.to_thread(self.judge, r, now)
-            metrics = [asdict(m) for m in judgement.metrics]
-            nxt, action = judged(r, judgement.verdict, metrics, now)
+            judgement = await asyncio.to_thread(
+                judge_rollout, self.requests, r, now, self._reference(r)
+            )
+            nxt, action = judged(r, judgement.verdict, judgement.metrics, now)
             try:
                 await self._apply(nxt, action)
-            except ActionError as exc:  # e.g. an operator's action in flight: next tick
+            except ApiError as exc:  # e.g. an operator's action in flight: next tick
                 log.warning("rollout of %s: %s; retrying", r.model, exc.message)
                 continue
             self._save(nxt)
@@ -157,117 +152,32 @@ class Rollouts:
             )
         return None
 
-    def judge(self, r: Rollout, now: datetime) -> Judgement:
-        # numpy and scipy load with the first judgement, not with every controller.
-        import numpy as np
-
-        from agent.analysis.judge import GateSettings, VersionSample, judge
-
-        gates = GateSettings(**r.policy.gates.model_dump())
-        rows = self.store.query_arrays(
-            """
-            SELECT ts, total_ms,
-                   (version = $canary OR fallback_from = $canary) AS canary,
-                   (status >= 500 OR fallback_from IS NOT NULL) AS failed
-            FROM requests
-            WHERE model = $model AND role = 'primary' AND ts >= $since AND ts < $until
-              AND (version IN ($canary, $stable) OR fallback_from IN ($canary, $stable))
-            """,
-            {
-                "canary": r.canary,
-                "stable": r.stable,
-                "model": r.model,
-                "since": naive_utc(r.started_at),
-                "until": naive_utc(now),
-            },
-        )
-        step_start = np.datetime64(naive_utc(r.step_started_at))
-        in_step = rows["ts"] >= step_start
-        is_canary = rows["canary"].astype(bool)
-        failed = rows["failed"].astype(bool)
-        latency = np.nan_to_num(rows["total_ms"].astype(float))
-
-        def sample(mask: Any) -> VersionSample:
-            return VersionSample(latencies_ms=latency[mask], errors=int(failed[mask].sum()))
-
-        pairs = self.store.query(
-            f"""
-            SELECT count(*) AS pairs,
-                   count(*) FILTER (WHERE {LABELS.format(col="p.output")}
-                                    IS DISTINCT FROM {LABELS.format(col="s.output")})
-                       AS disagreements
-            FROM requests p JOIN requests s
-              ON s.request_id = p.request_id AND s.role = 'shadow' AND s.version = $stable
-            WHERE p.model = $model AND p.role = 'primary' AND p.version = $canary
-              AND p.status = 200 AND s.status = 200 AND p.ts >= $since AND p.ts < $until
-            """,
-            {
-                "canary": r.canary,
-                "stable": r.stable,
-                "model": r.model,
-                "since": naive_utc(r.step_started_at),
-                "until": naive_utc(now),
-            },
-        )[0]
-        return judge(
-            sample(is_canary & in_step),
-            sample(~is_canary),
-            int(pairs["disagreements"]),
-            int(pairs["pairs"]),
-            gates,
-            extra=self._drift(r, now, gates.max_drifted_share),
-        )
-
-    def _drift(self, r: Rollout, now: datetime, max_share: float) -> list[MetricVerdict]:
-        """The canary's traffic in this step against its reference sample: at worst
-        marginal (the inputs drift for stable too), but a person should see it."""
-        from agent.analysis.drift import DriftSource, drift_reports
-        from agent.analysis.drift_stats import DriftThresholds
-        from agent.analysis.judge import MetricVerdict
-
-        if self.ctl is None:
-            return []
+    def _reference(self, r: Rollout) -> DriftSource | None:
+        """The canary's reference sample, for the judge's drift metric (None: it has none)."""
         try:
             manifest = self.ctl.model_store.manifest(r.model, r.canary)
             reference = self.ctl.model_store.reference_path(r.model, r.canary)
         except StoreError:
-            return []
+            return None
         if reference is None or not reference.is_file():
-            return []
-        source = DriftSource(r.model, r.canary, reference, list(manifest.input.features))
-        (report,) = drift_reports(
-            self.store, source, naive_utc(r.step_started_at), naive_utc(now), DriftThresholds()
-        )
-        drifted = [f.feature for f in report.features if f.decision.drifted]
-        moved = report.prediction is not None and report.prediction.decision.drifted
-        share = len(drifted) / max(len(report.features), 1)
-        return [
-            MetricVerdict(
-                "drift",
-                "marginal" if moved or share > max_share else "pass",
-                canary=float(len(drifted)),
-                note=f"{len(drifted)} of {len(report.features)} input features drifted from"
-                f" {r.canary}'s reference; predictions {'drifted' if moved else 'steady'}"
-                f" ({report.rows} rows)",
-            )
-        ]
+            return None
+        return DriftSource(r.model, r.canary, reference, list(manifest.input.features))
 
     # -- applying -----------------------------------------------------------------------------
     async def _apply(self, r: Rollout, action: Action) -> None:
         who = f"rollout ({r.who})"
         if isinstance(action, SetWeight):
             pair = r.policy.pair_fraction
-            body = TrafficRequest(
+            split = TrafficSplit(
                 weights=_weights(r.stable, r.canary, action.canary_weight),
-                shadow={"version": r.stable, "fraction": pair} if pair > 0 else None,
+                shadow=ShadowTarget(version=r.stable, fraction=pair) if pair > 0 else None,
                 fallback=r.stable,
             )
-            await self.ctl.set_traffic(r.model, body, who)
+            await self.ctl.set_traffic(r.model, split, who)
         elif isinstance(action, Promote):
             await self.ctl.promote(r.model, action.version, who)
         elif isinstance(action, RollBack):
-            body = TrafficRequest(weights={action.to: 100}, shadow=None, fallback=None)
-            await self.ctl.set_traffic(r.model, body, who)
+            await self.ctl.set_traffic(r.model, TrafficSplit(weights={action.to: 100}), who)
 
     def _audit(self, r: Rollout, action: str, result: str, who: str | None = None) -> None:
         summary = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -134,7 +134,7 @@ class Store:
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        config: dict[str, str | int] = {}
+        config: dict[str, str | bool | int | float | list[str]] = {}
         if threads is not None:
             config["threads"] = threads
         if memory_limit is not None:
@@ -180,7 +180,9 @@ class Store:
         finally:
             cur.close()
 
-    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+    def query(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         with self.cursor() as cur:
             rel = cur.execute(sql, params or [])
             names = [d[0] for d in rel.description]
@@ -195,6 +197,19 @@ class Store:
         with self._write_lock, self.cursor() as cur:
             cur.execute(sql, params or [])
 
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor inside BEGIN ... COMMIT, holding the write lock: writers take turns, and
+        an exception rolls the whole transaction back."""
+        with self._write_lock, self.cursor() as cur:
+            cur.execute("BEGIN")
+            try:
+                yield cur
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
     # -- telemetry --------------------------------------------------------------------------
     def insert_rows(self, table: str, columns: dict[str, str], rows: list[dict[str, Any]]) -> None:
         self.insert_batches({table: (columns, rows)})
@@ -206,23 +221,17 @@ class Store:
         batches = {t: (c, rows) for t, (c, rows) in batches.items() if rows}
         if not batches:
             return
-        with self._write_lock, self.cursor() as cur:
-            cur.execute("BEGIN")
-            try:
-                for table, (columns, rows) in batches.items():
-                    names = list(columns)
-                    # One statement per table: DuckDB's executemany costs ~1 ms per row.
-                    one = "(" + ", ".join("?" for _ in names) + ")"
-                    values = [row.get(n) for row in rows for n in names]
-                    cur.execute(
-                        f"INSERT INTO {table} ({', '.join(names)})"
-                        f" VALUES {', '.join([one] * len(rows))}",
-                        values,
-                    )
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+        with self.transaction() as cur:
+            for table, (columns, rows) in batches.items():
+                names = list(columns)
+                # One statement per table: DuckDB's executemany costs ~1 ms per row.
+                one = "(" + ", ".join("?" for _ in names) + ")"
+                values = [row.get(n) for row in rows for n in names]
+                cur.execute(
+                    f"INSERT INTO {table} ({', '.join(names)})"
+                    f" VALUES {', '.join([one] * len(rows))}",
+                    values,
+                )
 
     def telemetry(
         self,
@@ -272,8 +281,7 @@ class Store:
         out: dict[str, int] = {}
         host_aggs = ", ".join(f'avg("{c}"), max("{c}")' for c in HOST_ROLLUP)
         gpu_aggs = ", ".join(f'avg("{c}"), max("{c}")' for c in GPU_ROLLUP)
-        with self._write_lock, self.cursor() as cur:
-            cur.execute("BEGIN")
+        with self.transaction() as cur:
             cur.execute(
                 f"INSERT OR REPLACE INTO host_rollup SELECT time_bucket(to_seconds(?), ts) AS t,"
                 f" {host_aggs}, count(*) FROM host_samples WHERE ts < ? GROUP BY t",
@@ -295,7 +303,6 @@ class Store:
             ):
                 deleted = cur.execute(f"DELETE FROM {table} WHERE ts < ?", [cut]).fetchall()
                 out[table] = int(deleted[0][0]) if deleted else 0
-            cur.execute("COMMIT")
         return out
 
     # -- key/value state ---------------------------------------------------------------------

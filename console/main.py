@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from console.fleet import FleetError, load_fleet
+from agent.client import DEFAULT_URL, ConfigError, load_fleet
 from console.sources import HostSource, LocalSource, SshSource
 
 
@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fleet", type=Path, help="fleet TOML: hosts reached over SSH")
     parser.add_argument(
         "--agent",
-        default=os.environ.get("TRACKSIDE_AGENT", "http://127.0.0.1:7070"),
+        default=os.environ.get("TRACKSIDE_AGENT", DEFAULT_URL),
         help="local agent URL when no --fleet is given",
     )
     parser.add_argument("--token-file", type=Path, help="local agent token file")
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fleet:
         try:
             fleet = load_fleet(args.fleet)
-        except FleetError as exc:
+        except ConfigError as exc:
             print(f"trackside console: {exc}", file=sys.stderr)
             return 2
         sources = [SshSource(entry) for entry in fleet.hosts]

@@ -54,7 +54,8 @@ async def fetch(client: AsyncAgentClient, previous: HostSnapshot, paths: list[st
         client.telemetry("gpu/latest"),
         client.telemetry("gpu", since=since, step=2),
     )
-    models, latency = None, []
+    models: list[ModelStatus] | None = None
+    latency: list[LatencyPoint] = []
     if info.role == "controller":
         lat_since = (now - timedelta(seconds=60)).isoformat()
         models, latency = await asyncio.gather(

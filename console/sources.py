@@ -6,14 +6,17 @@ import getpass
 from pathlib import Path
 from typing import Protocol
 
-from agent.client import AsyncAgentClient, read_token
-from console.fleet import HostEntry
+from agent.client import AsyncAgentClient, HostEntry, read_token
 from console.ssh import Tunnel, open_tunnel
 
 
 class HostSource(Protocol):
     name: str
     address: str
+
+    @property
+    def client(self) -> AsyncAgentClient | None:
+        """The client while connected, else None."""
 
     async def connect(self) -> AsyncAgentClient: ...
 
@@ -37,6 +40,10 @@ class LocalSource:
         self.token_file = token_file
         self._client: AsyncAgentClient | None = None
 
+    @property
+    def client(self) -> AsyncAgentClient | None:
+        return self._client
+
     async def connect(self) -> AsyncAgentClient:
         await self.close()
         token = read_token(self.token, self.token_file)
@@ -58,6 +65,10 @@ class SshSource:
         self.address = entry.address
         self._tunnel: Tunnel | None = None
         self._client: AsyncAgentClient | None = None
+
+    @property
+    def client(self) -> AsyncAgentClient | None:
+        return self._client
 
     async def connect(self) -> AsyncAgentClient:
         await self.close()

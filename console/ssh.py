@@ -14,7 +14,7 @@ from pathlib import Path
 
 import asyncssh
 
-from console.fleet import HostEntry
+from agent.client import HostEntry
 
 
 class TunnelError(Exception):

@@ -15,15 +15,51 @@ import subprocess
 import sys
 import threading
 import time
-import tomllib
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from agent.client import AgentClient, AgentError
+from agent.defaults import DEFAULT_PORT
+from serve.config_file import ConfigError, load_toml
 from serve.local_cluster import LocalCluster
 from serve.model_store import ModelStore
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / ".trackside"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RaySection(_Section):
+    num_cpus: float = 2
+    dashboard_port: int = 8265
+    serve_port: int = 8000
+    gcs_port: int = 6379
+
+
+class ModelStoreSection(_Section):
+    path: Path = DATA / "models"
+
+
+class ModelsSection(_Section):
+    configs: list[Path] = Field(default_factory=lambda: [Path("configs/models/digits.toml")])
+
+
+class DemoSection(_Section):
+    agent_port: int = DEFAULT_PORT
+    load_rps: float = 5
+
+
+class DemoConfig(_Section):
+    """`configs/demo.toml`."""
+
+    ray: RaySection = Field(default_factory=RaySection)
+    model_store: ModelStoreSection = Field(default_factory=ModelStoreSection)
+    models: ModelsSection = Field(default_factory=ModelsSection)
+    demo: DemoSection = Field(default_factory=DemoSection)
 
 
 def ensure_demo_models(store: ModelStore) -> None:
@@ -35,17 +71,18 @@ def ensure_demo_models(store: ModelStore) -> None:
     train(["--store", str(store.root)])
 
 
-def start_agent(ray: LocalCluster, port: int) -> subprocess.Popen:
-    config = DATA / "demo-agent.toml"
-    config.write_text(
-        f'data_dir = "{DATA}"\n[api]\nport = {port}\n'
+def start_agent(ray: LocalCluster, config: DemoConfig) -> subprocess.Popen:
+    agent_toml = DATA / "demo-agent.toml"
+    models = ", ".join(f'"{ROOT / p}"' for p in config.models.configs)
+    agent_toml.write_text(
+        f'data_dir = "{DATA}"\n[api]\nport = {config.demo.agent_port}\n'
         f'[controller]\nenabled = true\ndashboard = "{ray.dashboard_url}"\n'
-        f"serve_port = {ray.ports['serve_http']}\n"
-        f'models = ["{ROOT / "configs/models/digits.toml"}"]\nstore = "{DATA / "models"}"\n'
+        f"serve_port = {ray.ports['serve_http']}\nmodels = [{models}]\n"
+        f'[model_store]\npath = "{ROOT / config.model_store.path}"\n'
     )
     log = open(DATA / "agent.log", "ab")  # noqa: SIM115 - the child keeps writing to it
     return subprocess.Popen(
-        [sys.executable, "-m", "agent.daemon", "--config", str(config)],
+        [sys.executable, "-m", "agent.daemon", "--config", str(agent_toml)],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
@@ -82,29 +119,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-wait", action="store_true", help="stop once it runs (smoke test)")
     parser.add_argument("--no-console", action="store_true", help="wait for Ctrl-C instead")
     args = parser.parse_args(argv)
-    config = tomllib.loads(args.config.read_text())
-    ray_cfg, demo_cfg = config.get("ray", {}), config.get("demo", {})
+    try:
+        config = load_toml(args.config, DemoConfig, "demo config")
+    except ConfigError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
     DATA.mkdir(exist_ok=True)
-    store = ModelStore(DATA / "models")
+    store = ModelStore(ROOT / config.model_store.path)
     ensure_demo_models(store)
 
     cluster = LocalCluster(
-        num_cpus=ray_cfg.get("num_cpus", 2),
+        num_cpus=config.ray.num_cpus,
         ports={
-            "dashboard": ray_cfg.get("dashboard_port", 8265),
-            "serve_http": ray_cfg.get("serve_port", 8000),
-            "gcs": ray_cfg.get("gcs_port", 6379),
+            "dashboard": config.ray.dashboard_port,
+            "serve_http": config.ray.serve_port,
+            "gcs": config.ray.gcs_port,
         },
         log_file=DATA / "ray.log",
     )
     agent = load = None
-    agent_port = demo_cfg.get("agent_port", 7070)
+    agent_port = config.demo.agent_port
     try:
         print(f"starting Ray (log {cluster.log_file}) ...")
         started = time.monotonic()
         cluster.start()
         print(f"Ray is up in {time.monotonic() - started:.1f}s; dashboard {cluster.dashboard_url}")
-        agent = start_agent(cluster, agent_port)
+        agent = start_agent(cluster, config)
         url = f"http://127.0.0.1:{agent_port}"
         wait_for("agent start", lambda: (DATA / "agent.token").exists() and _health(url), 60)
         client = AgentClient(url, token=(DATA / "agent.token").read_text().strip(), user="demo")
@@ -122,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 "scripts.load",
                 predict,
                 "--rps",
-                str(demo_cfg.get("load_rps", 5)),
+                str(config.demo.load_rps),
                 "--duration",
                 "86400",
                 "--users",
@@ -133,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             cwd=ROOT,
         )
         print(
-            f"\nthe system is up, {demo_cfg.get('load_rps', 5)} requests/s flowing:\n"
+            f"\nthe system is up, {config.demo.load_rps:g} requests/s flowing:\n"
             f"  curl -s -X POST {predict} -H 'x-trackside-key: alice' \\\n"
             '    -d \'{"instances": [[0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,'
             "0,4,12,0,0,8,8,0,0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,"

@@ -94,8 +94,15 @@ class LocalCluster:
     process: subprocess.Popen | None = None
 
     def __post_init__(self) -> None:
+        taken = set(self.ports.values())
         for name in PORT_NAMES:
-            self.ports.setdefault(name, free_port())
+            if name not in self.ports:
+                # free_port() only checks that a port is free now: two draws can agree.
+                port = free_port()
+                while port in taken:
+                    port = free_port()
+                self.ports[name] = port
+                taken.add(port)
         self.ports.setdefault("worker_min", free_port_range(WORKER_PORTS))
         if self.temp_dir is None:
             # Short path: Ray puts unix sockets under it (107-byte limit).

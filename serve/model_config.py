@@ -6,17 +6,14 @@ the `[defaults]` table key by key.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from serve.config_file import ConfigError, read_toml
 from serve.names import check_name, check_version
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be used; the message names the file and the setting."""
+from serve.routing_table import DEFAULT_STICKY_HEADER
 
 
 class _Strict(BaseModel):
@@ -83,8 +80,9 @@ class BlessingRule(_Strict):
     tolerance: float = Field(0.0, ge=0)
 
 
-class RouterOptions(_Strict):
-    sticky_header: str = "x-trackside-key"
+class RouterReplicaSettings(_Strict):
+    """What each router replica reads from its user_config (changed in place, no restart)."""
+
     # A version that has not answered by then is treated as failed (fallback or 504): a
     # handle call has no timeout of its own, and calls to a crashed replica wait for its
     # replacement.
@@ -94,20 +92,37 @@ class RouterOptions(_Strict):
     # this at once sends none (counted as shed), so a saturated host serves its clients
     # first. 0 sheds every shadow.
     shadow_shed_above: int = Field(8, ge=0)
-    num_replicas: int = Field(1, ge=1)
-    num_cpus: float = Field(0.25, gt=0)
-    max_ongoing_requests: int = Field(256, ge=1)
     max_body_bytes: int = Field(1 << 20, ge=1024)
-    graceful_shutdown_timeout_s: float = Field(20, gt=0)
     log_requests: bool = True
     flush_interval_s: float = Field(0.25, gt=0, le=0.25)
     spool_max_mb: float = Field(256, gt=0)
+
+
+class RouterUserConfig(RouterReplicaSettings):
+    """The router deployment's user_config: the replica settings, and only a hash of the
+    replay token (Serve shows user_config to dashboard readers)."""
+
+    replay_token_sha256: str | None = None
+
+
+class RouterOptions(RouterReplicaSettings):
+    """A model's `[router]` table: the replica settings and how the router is deployed."""
+
+    sticky_header: str = DEFAULT_STICKY_HEADER
+    num_replicas: int = Field(1, ge=1)
+    num_cpus: float = Field(0.25, gt=0)
+    max_ongoing_requests: int = Field(256, ge=1)
+    graceful_shutdown_timeout_s: float = Field(20, gt=0)
 
     @model_validator(mode="after")
     def _shutdown_outlasts_requests(self) -> RouterOptions:
         if self.graceful_shutdown_timeout_s <= self.timeout_s + self.shadow_timeout_s:
             raise ValueError("graceful_shutdown_timeout_s must exceed timeout_s + shadow_timeout_s")
         return self
+
+    def user_config(self, replay_token_sha256: str | None) -> RouterUserConfig:
+        fields = self.model_dump(include=set(RouterReplicaSettings.model_fields))
+        return RouterUserConfig(**fields, replay_token_sha256=replay_token_sha256)
 
 
 class RolloutGates(_Strict):
@@ -139,11 +154,11 @@ class RolloutPolicy(_Strict):
     @model_validator(mode="after")
     def _steps_rise_to_100(self) -> RolloutPolicy:
         if any(not 0 < w <= 100 for w in self.steps):
-            raise ValueError("rollout steps are canary weights in 1..100")
+            raise ValueError("rollout steps are canary weights in 1..100, rising to 100")
         if any(a >= b for a, b in zip(self.steps, self.steps[1:], strict=False)):
-            raise ValueError("rollout steps must rise")
+            raise ValueError("rollout steps must rise, each above the last, to 100")
         if self.steps[-1] != 100:
-            raise ValueError("the last rollout step must be 100")
+            raise ValueError("the last rollout step must be 100: steps are weights rising to 100")
         return self
 
 
@@ -187,11 +202,4 @@ def parse_model_config(data: dict[str, Any], source: str = "<config>") -> ModelC
 
 
 def load_model_config(path: Path | str) -> ModelConfig:
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"model config {path} does not exist") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return parse_model_config(data, str(path))
+    return parse_model_config(read_toml(path, "model config"), str(path))

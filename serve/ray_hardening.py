@@ -11,6 +11,7 @@ enough: Serve pickles deployment classes by value, so their module may never be 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 log = logging.getLogger("ray.serve")
 _MARK = "_trackside_node_ip_bind"
@@ -27,7 +28,7 @@ def bind_replica_grpc_to_node_ip() -> bool:
     if original is None or getattr(original, _MARK, False):
         return False
 
-    def add_port_on_node_ip(server, address: str):
+    def add_port_on_node_ip(server: Any, address: str) -> Any:
         if address.startswith("[::]:"):
             ip = ray.util.get_node_ip_address()
             host = f"[{ip}]" if ":" in ip else ip
@@ -35,5 +36,5 @@ def bind_replica_grpc_to_node_ip() -> bool:
         return original(server, address)
 
     setattr(add_port_on_node_ip, _MARK, True)
-    replica_module.add_port_to_grpc_server = add_port_on_node_ip
+    setattr(replica_module, "add_port_to_grpc_server", add_port_on_node_ip)  # noqa: B010
     return True

@@ -35,7 +35,8 @@ def reference_columns(reference: Path) -> list[str]:
 def reference_row_count(reference: Path) -> int:
     con = duckdb.connect()
     try:
-        return con.execute("SELECT count(*) FROM read_parquet(?)", [str(reference)]).fetchone()[0]
+        (rows,) = con.execute("SELECT count(*) FROM read_parquet(?)", [str(reference)]).fetchall()
+        return int(rows[0])
     finally:
         con.close()
 

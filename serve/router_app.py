@@ -21,6 +21,7 @@ import random
 import socket
 import time
 import uuid
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,9 +30,10 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from serve.model_config import RouterUserConfig
 from serve.names import REPLAY_OF_HEADER, REPLAY_TOKEN_HEADER, REPLAY_VERSION_HEADER, app_name
 from serve.ray_hardening import bind_replica_grpc_to_node_ip
-from serve.request_record import RequestRecord
+from serve.request_record import RequestRecord, Role
 from serve.routing import choose_version, fallback_version, shadow_version
 from serve.routing_table import RoutingTable
 from serve.spool import SpoolWriter
@@ -41,7 +43,6 @@ log = logging.getLogger("ray.serve")
 WATCH_WAIT_S = 10.0
 
 
-@serve.deployment
 class RoutingTableHolder:
     """Holds the table from user_config and wakes every watcher when it changes."""
 
@@ -81,7 +82,6 @@ def _text(body: bytes | None) -> str | None:
     return None if body is None else body.decode("utf-8", errors="replace")
 
 
-@serve.deployment
 class Router:
     def __init__(self, table_holder: DeploymentHandle, model: str, spool_dir: str | None) -> None:
         bind_replica_grpc_to_node_ip()
@@ -92,7 +92,7 @@ class Router:
         self._handles: dict[str, DeploymentHandle] = {}
         self.host = socket.gethostname()
         self.replica = serve.get_replica_context().replica_tag
-        self.settings: dict[str, Any] = {}
+        self.settings = RouterUserConfig()
         self.spool = SpoolWriter(spool_dir, f"{model}-{self.replica}") if spool_dir else None
         self._tasks: set[asyncio.Task] = set()
         self._watch_task = asyncio.get_running_loop().create_task(self._watch())
@@ -103,9 +103,9 @@ class Router:
         self.shadows_shed = 0
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        self.settings = dict(config)
+        self.settings = RouterUserConfig.model_validate(config)
         if self.spool is not None:
-            self.spool.max_bytes = int(float(config.get("spool_max_mb", 256)) * (1 << 20))
+            self.spool.max_bytes = int(self.settings.spool_max_mb * (1 << 20))
 
     # -- the table ----------------------------------------------------------------------
     async def _watch(self) -> None:
@@ -186,7 +186,7 @@ class Router:
         # Serve's proxy already answers with x-request-id (the client's, or one it made and
         # passed to us): the router uses that same id for the log.
         headers = {"x-trackside-router": self.replica}
-        limit = int(self.settings.get("max_body_bytes", 1 << 20))
+        limit = self.settings.max_body_bytes
         body = bytearray()
         async for chunk in request.stream():
             body.extend(chunk)
@@ -200,10 +200,10 @@ class Router:
         headers["x-route-version"] = str(table.route_version)
 
         forced = self._forced_version(request)
-        role = "replay" if forced else "primary"
+        role: Role = "replay" if forced else "primary"
         sticky_key = None if forced else request.headers.get(table.sticky_header)
         version = forced or choose_version(table, sticky_key, random.random())
-        timeout_s = float(self.settings.get("timeout_s", 2.0))
+        timeout_s = self.settings.timeout_s
         fallback_from = None
         error = None
         try:
@@ -237,7 +237,7 @@ class Router:
             error,
             answer,
             started,
-            body,
+            bytes(body),
             out,
             sticky_key_hash=_hash_key(sticky_key) if sticky_key else None,
             primary_request_id=request.headers.get(REPLAY_OF_HEADER) if forced else None,
@@ -269,14 +269,14 @@ class Router:
         be able to bypass a rollout)."""
         version = request.headers.get(REPLAY_VERSION_HEADER)
         token = request.headers.get(REPLAY_TOKEN_HEADER)
-        expected = self.settings.get("replay_token_sha256")
+        expected = self.settings.replay_token_sha256
         if not version or not token or not expected:
             return None
         presented = hashlib.sha256(token.encode()).hexdigest()
         return version if hmac.compare_digest(presented, expected) else None
 
     def _send_shadow(self, version: str, body: bytes, request_id: str, table: RoutingTable) -> None:
-        if self.in_flight > int(self.settings.get("shadow_shed_above", 8)):
+        if self.in_flight > self.settings.shadow_shed_above:
             self.shadows_shed += 1
             if self.shadows_shed == 1 or self.shadows_shed % 1000 == 0:
                 log.warning(
@@ -296,9 +296,7 @@ class Router:
         ts = datetime.now(UTC)
         answer, error, status = None, None, 0
         try:
-            answer = await self._call(
-                version, body, float(self.settings.get("shadow_timeout_s", 5))
-            )
+            answer = await self._call(version, body, self.settings.shadow_timeout_s)
             status = answer["status"]
         except VersionFailed as failed:
             error, status = failed.reason, failed.status
@@ -320,7 +318,7 @@ class Router:
             primary_request_id=request_id,
         )
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -331,7 +329,7 @@ class Router:
         request_id: str,
         ts: datetime,
         version: str,
-        role: str,
+        role: Role,
         table: RoutingTable,
         status: int,
         error: str | None,
@@ -364,12 +362,12 @@ class Router:
         )
 
     def _log(self, record: RequestRecord) -> None:
-        if self.spool is not None and self.settings.get("log_requests", True):
+        if self.spool is not None and self.settings.log_requests:
             self.spool.append(record)
 
     async def _flush_loop(self) -> None:
         while True:
-            await asyncio.sleep(float(self.settings.get("flush_interval_s", 0.25)))
+            await asyncio.sleep(self.settings.flush_interval_s)
             if self.spool is not None and self.spool.pending():
                 try:
                     await asyncio.to_thread(self.spool.flush)
@@ -402,15 +400,17 @@ class Router:
         # Graceful shutdown (Serve has drained client requests): shadows in flight end
         # within their timeout and are logged; then flush what we hold.
         if self._tasks:
-            timeout = float(self.settings.get("shadow_timeout_s", 5)) + 0.5
+            timeout = self.settings.shadow_timeout_s + 0.5
             await asyncio.wait(list(self._tasks), timeout=timeout)
         if self.spool is not None:
             self.spool.close()
 
 
 def build(args: dict[str, Any]) -> serve.Application:
-    return Router.bind(
-        table_holder=RoutingTableHolder.bind(),
+    # serve.deployment here, not as a class decorator: the same deployment, and mypy keeps
+    # seeing the class (it ignores what a class decorator returns).
+    return serve.deployment()(Router).bind(
+        table_holder=serve.deployment()(RoutingTableHolder).bind(),
         model=args["model"],
         spool_dir=args.get("spool_dir"),
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from serve.model_config import RouterOptions, VersionOptions
+from serve.model_config import ModelConfig, RouterOptions, VersionOptions
 from serve.names import app_name, router_app_name
 from serve.routing_table import RoutingTable
 
@@ -170,19 +170,7 @@ def router_app_config(
 
     The table lives in the user_config of a one-replica deployment: a PUT that changes only
     it reconfigures that replica in place, and every router replica long-polls it.
-    Only a hash of the replay token goes here: Serve shows user_config to dashboard readers.
     """
-    router_settings: dict[str, Any] = {
-        "timeout_s": options.timeout_s,
-        "shadow_timeout_s": options.shadow_timeout_s,
-        "shadow_shed_above": options.shadow_shed_above,
-        "max_body_bytes": options.max_body_bytes,
-        "log_requests": options.log_requests,
-        "flush_interval_s": options.flush_interval_s,
-        "spool_max_mb": options.spool_max_mb,
-    }
-    if replay_token_sha256:
-        router_settings["replay_token_sha256"] = replay_token_sha256
     return {
         "name": name or router_app_name(model),
         "route_prefix": route_prefix or model_route(model),
@@ -195,7 +183,7 @@ def router_app_config(
                 "max_ongoing_requests": options.max_ongoing_requests,
                 "graceful_shutdown_timeout_s": options.graceful_shutdown_timeout_s,
                 "ray_actor_options": {"num_cpus": options.num_cpus},
-                "user_config": router_settings,
+                "user_config": options.user_config(replay_token_sha256).model_dump(),
             },
             {
                 "name": TABLE_DEPLOYMENT,
@@ -219,3 +207,49 @@ def build_serve_config(applications: list[dict[str, Any]], target: ServeTarget) 
         "http_options": {"host": target.http_host, "port": target.http_port},
         "applications": sorted(applications, key=lambda a: a["name"]),
     }
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What trackside wants running for one model: its versions, and its router's table
+    (None: no router)."""
+
+    versions: list[str]
+    table: RoutingTable | None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The whole config to PUT, and how each version will be placed."""
+
+    config: dict[str, Any]
+    plans: dict[str, VersionPlan]
+
+
+def desired_config(
+    models: dict[str, ModelConfig],
+    deployed: dict[str, Deployed],
+    cluster: ClusterResources,
+    target: ServeTarget,
+    spool_dir: Path | None = None,
+    replay_token_sha256: str | None = None,
+    extra_apps: list[dict[str, Any]] | None = None,
+) -> Deployment:
+    """Every application of every model (versions and routers), plus `extra_apps`."""
+    apps, plans = list(extra_apps or []), {}
+    for model, wanted in sorted(deployed.items()):
+        if model not in models:
+            raise ValueError(f"no config for model {model!r}")
+        config = models[model]
+        for version in wanted.versions:
+            options = config.options(version)
+            plan = plan_version(model, version, options, cluster)
+            plans[plan.app] = plan
+            apps.append(version_app_config(plan, options, target))
+        if wanted.table is not None:
+            apps.append(
+                router_app_config(
+                    model, wanted.table, config.router, spool_dir, replay_token_sha256
+                )
+            )
+    return Deployment(config=build_serve_config(apps, target), plans=plans)

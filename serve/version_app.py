@@ -42,7 +42,6 @@ def error_body(status: int, reason: str, model: str, version: str) -> dict[str, 
     return {"status": status, "error": reason, "model": model, "version": version}
 
 
-@serve.deployment
 class ModelVersion:
     def __init__(
         self, store: str, model: str, version: str, max_rows: int, max_body_bytes: int
@@ -69,10 +68,9 @@ class ModelVersion:
         )
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        self._predict_batch.set_max_batch_size(int(user_config.get("max_batch_size", 32)))
-        self._predict_batch.set_batch_wait_timeout_s(
-            float(user_config.get("batch_wait_timeout_s", 0.005))
-        )
+        batcher: Any = self._predict_batch  # @serve.batch adds setters its types do not show
+        batcher.set_max_batch_size(int(user_config.get("max_batch_size", 32)))
+        batcher.set_batch_wait_timeout_s(float(user_config.get("batch_wait_timeout_s", 0.005)))
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def _predict_batch(self, arrays: list[np.ndarray]) -> list[list[dict]]:
@@ -173,7 +171,7 @@ class ModelVersion:
 
 def build(args: dict[str, Any]) -> serve.Application:
     """Application builder named by the Serve config's import_path."""
-    return ModelVersion.bind(
+    return serve.deployment()(ModelVersion).bind(
         store=args["store"],
         model=args["model"],
         version=args["version"],

@@ -77,7 +77,7 @@ def start_controller(tmp: Path, cluster, model_toml: Path, store_root: Path):
         agent.config.read_text()
         + f'[controller]\nenabled = true\ndashboard = "{cluster.dashboard_url}"\n'
         f'serve_port = {cluster.ports["serve_http"]}\nmodels = ["{model_toml}"]\n'
-        f'store = "{store_root}"\n'
+        f'[model_store]\npath = "{store_root}"\n'
     )
     agent.start()
     client = AgentClient(agent.url, token=agent.token(), user="test-oncall")

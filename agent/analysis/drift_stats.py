@@ -22,16 +22,10 @@ import numpy as np
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
+from agent.schemas.drift import DriftThresholds
+
 PSI_BINS = 10
 PSI_FLOOR = 1e-4  # an empty bin would make PSI infinite
-
-
-@dataclass(frozen=True)
-class DriftThresholds:
-    alpha: float = 0.05  # false discovery rate over the features of one report
-    psi: float = 0.2  # the usual "significant shift" line for PSI
-    wasserstein: float = 0.1  # in reference standard deviations
-    js: float = 0.1  # Jensen-Shannon distance, categorical
 
 
 @dataclass(frozen=True)
@@ -67,9 +61,9 @@ class Decision:
 
 def merged_counts(
     ref_values: np.ndarray,
-    ref_counts: Sequence[int],
+    ref_counts: np.ndarray | Sequence[int],
     cur_values: np.ndarray,
-    cur_counts: Sequence[int],
+    cur_counts: np.ndarray | Sequence[int],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Both samples' counts on one sorted grid of values."""
     grid = np.union1d(ref_values, cur_values)

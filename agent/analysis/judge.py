@@ -10,26 +10,13 @@ ratio) and spread (Brown-Forsythe), so a rise in variance with the same median d
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
-Verdict = Literal["pass", "marginal", "fail"]
-RANK: dict[Verdict, int] = {"pass": 0, "marginal": 1, "fail": 2}
-
-
-@dataclass(frozen=True)
-class GateSettings:
-    min_requests: int = 100  # canary calls in the window before anything can pass
-    max_error_increase: float = 0.005  # absolute: canary's error rate over stable's
-    latency_tolerance: float = 0.10  # canary's median may be 10% slower, its p99 20%
-    spread_ratio: float = 1.5  # canary's interquartile range over stable's
-    max_disagreement: float = 0.02  # share of paired answers whose labels differ
-    min_pairs: int = 100
-    fail_p: float = 0.01  # evidence needed to call harm
-    max_drifted_share: float = 0.1  # the canary's input features drifted from its reference
+from agent.schemas.rollouts import RANK, Judgement, MetricVerdict, Verdict
+from serve.model_config import RolloutGates
 
 
 @dataclass(frozen=True)
@@ -42,29 +29,12 @@ class VersionSample:
         return len(self.latencies_ms)
 
 
-@dataclass(frozen=True)
-class MetricVerdict:
-    metric: str
-    verdict: Verdict
-    canary: float | None = None
-    stable: float | None = None
-    p_value: float | None = None
-    note: str = ""
-    details: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Judgement:
-    verdict: Verdict
-    metrics: list[MetricVerdict]
-
-
-def _too_few(metric: str, canary: VersionSample, gates: GateSettings) -> MetricVerdict | None:
+def _too_few(metric: str, canary: VersionSample, gates: RolloutGates) -> MetricVerdict | None:
     if canary.requests >= gates.min_requests:
         return None
     return MetricVerdict(
-        metric,
-        "marginal",
+        metric=metric,
+        verdict="marginal",
         note=f"only {canary.requests} canary requests (at least {gates.min_requests} needed)",
     )
 
@@ -75,7 +45,7 @@ def _interval(successes: int, trials: int) -> tuple[float, float]:
 
 
 def judge_errors(
-    canary: VersionSample, stable: VersionSample, gates: GateSettings
+    canary: VersionSample, stable: VersionSample, gates: RolloutGates
 ) -> MetricVerdict:
     if (few := _too_few("error_rate", canary, gates)) is not None:
         return few
@@ -97,17 +67,27 @@ def judge_errors(
     else:
         verdict = "marginal"
         note = f"canary's error rate could be up to {high:.2%} (allowed {allowed:.2%}): more data"
-    return MetricVerdict("error_rate", verdict, rate_c, rate_s, p, note, details)
+    return MetricVerdict(
+        metric="error_rate",
+        verdict=verdict,
+        canary=rate_c,
+        stable=rate_s,
+        p_value=p,
+        note=note,
+        details=details,
+    )
 
 
 def judge_latency(
-    canary: VersionSample, stable: VersionSample, gates: GateSettings
+    canary: VersionSample, stable: VersionSample, gates: RolloutGates
 ) -> MetricVerdict:
     if (few := _too_few("latency", canary, gates)) is not None:
         return few
     c, s = canary.latencies_ms, stable.latencies_ms
     if len(s) < gates.min_requests:
-        return MetricVerdict("latency", "marginal", note=f"only {len(s)} stable requests")
+        return MetricVerdict(
+            metric="latency", verdict="marginal", note=f"only {len(s)} stable requests"
+        )
     med_c, med_s = float(np.median(c)), float(np.median(s))
     p99_c, p99_s = float(np.percentile(c, 99)), float(np.percentile(s, 99))
     iqr_c = float(np.subtract(*np.percentile(c, [75, 25])))
@@ -138,15 +118,23 @@ def judge_latency(
         f"median {med_c:.1f} vs {med_s:.1f} ms (x{ratio_med:.2f}), p99 {p99_c:.1f} vs"
         f" {p99_s:.1f} ms (x{ratio_p99:.2f}), spread x{ratio_iqr:.2f}"
     )
-    return MetricVerdict("latency", verdict, med_c, med_s, p_loc, note, details)
+    return MetricVerdict(
+        metric="latency",
+        verdict=verdict,
+        canary=med_c,
+        stable=med_s,
+        p_value=p_loc,
+        note=note,
+        details=details,
+    )
 
 
-def judge_disagreement(disagreements: int, pairs: int, gates: GateSettings) -> MetricVerdict:
+def judge_disagreement(disagreements: int, pairs: int, gates: RolloutGates) -> MetricVerdict:
     """Paired answers (a canary call shadowed to stable) whose labels differ."""
     if pairs < gates.min_pairs:
         return MetricVerdict(
-            "disagreement",
-            "marginal",
+            metric="disagreement",
+            verdict="marginal",
             note=f"only {pairs} paired answers (at least {gates.min_pairs} needed)",
         )
     low, high = _interval(disagreements, pairs)
@@ -158,7 +146,11 @@ def judge_disagreement(disagreements: int, pairs: int, gates: GateSettings) -> M
         f" (95% up to {high:.1%}, limit {limit:.0%})"
     )
     return MetricVerdict(
-        "disagreement", verdict, rate, None, None, note, {"low_95": low, "high_95": high}
+        metric="disagreement",
+        verdict=verdict,
+        canary=rate,
+        note=note,
+        details={"low_95": low, "high_95": high},
     )
 
 
@@ -167,7 +159,7 @@ def judge(
     stable: VersionSample,
     disagreements: int,
     pairs: int,
-    gates: GateSettings,
+    gates: RolloutGates,
     extra: list[MetricVerdict] | None = None,
 ) -> Judgement:
     metrics = [
@@ -177,4 +169,4 @@ def judge(
         *(extra or []),
     ]
     worst = max(metrics, key=lambda m: RANK[m.verdict]).verdict
-    return Judgement(worst, metrics)
+    return Judgement(verdict=worst, metrics=metrics)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import ModuleType
 from typing import Any
 
@@ -91,14 +93,14 @@ class GpuCollector:
         self.available = True
         self.status = f"ok: {count} GPU(s)"
 
-    def _text(self, fn, *args) -> str | None:
+    def _text(self, fn: Callable[..., Any], *args: Any) -> str | None:
         try:
             value = fn(*args)
         except self.nvml.NVMLError:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
 
-    def _field(self, gpu: GpuState, fn_name: str, *args):
+    def _field(self, gpu: GpuState, fn_name: str, *args: Any) -> Any:
         """A value, or None when unsupported; raises _Lost when the GPU is gone."""
         nvml = self.nvml
         fn = getattr(nvml, fn_name, None)
@@ -121,7 +123,7 @@ class GpuCollector:
                 return self._field(gpu, fn)
         return None
 
-    def _one(self, gpu: GpuState, ts) -> dict[str, Any]:
+    def _one(self, gpu: GpuState, ts: datetime) -> dict[str, Any]:
         nvml = self.nvml
         util = self._field(gpu, "nvmlDeviceGetUtilizationRates")
         enc = self._field(gpu, "nvmlDeviceGetEncoderUtilization")

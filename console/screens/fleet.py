@@ -6,19 +6,24 @@ on screen (console/widgets/fleet_table.py).
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
-from textual.widgets import Footer, Header, Input, Static
+from textual.markup import escape
+from textual.widgets import Footer, Header, Static
 
 from console.poller import HostSnapshot
-from console.screens.base import ConsoleScreen
+from console.screens.base import ConsoleScreen, FilterInput
 from console.state import ConsoleState
 from console.widgets.fleet_table import FleetTable, LazyCells, Row
 from console.widgets.text import gib, num, pct, sparkline
 
 SORT_KEYS = ("host", "cpu", "mem", "gpu")
 COLUMNS = [  # key, label, width
-    ("host", "HOST", 14),
+    ("host", "HOST", 24),
     ("state", "STATE", 16),
     ("poll", "POLL ms", 7),
     ("cpu", "CPU", 6),
@@ -46,11 +51,18 @@ def host_state(s: HostSnapshot) -> Text:
     return Text("connecting", style="yellow")
 
 
-def host_cells(s: HostSnapshot) -> dict:
+def host_label(s: HostSnapshot) -> str:
+    """The connection name, and the host's own hostname when it says something more (a
+    fleet of `localhost` tunnels is told apart by what each agent calls its host)."""
+    own = s.info.hostname if s.info else None
+    return s.name if not own or own == s.name else f"{s.name} ({own})"
+
+
+def host_cells(s: HostSnapshot) -> dict[str, Any]:
     h = s.host
     gpu_status = s.info.gpu_status if s.info else ""
     return {
-        "host": s.name,
+        "host": host_label(s),
         "state": host_state(s),
         "poll": num(s.poll_ms, "{:.0f}"),
         "cpu": pct(h.get("cpu_pct")),
@@ -63,7 +75,7 @@ def host_cells(s: HostSnapshot) -> dict:
     }
 
 
-def gpu_cells(s: HostSnapshot, g: dict) -> dict:
+def gpu_cells(s: HostSnapshot, g: dict[str, Any]) -> dict[str, Any]:
     throttle = ",".join(g.get("throttle_reasons") or [])
     return {
         "host": f" └ gpu{g['gpu_index']}",
@@ -79,10 +91,14 @@ def gpu_cells(s: HostSnapshot, g: dict) -> dict:
 
 class FleetScreen(ConsoleScreen):
     screen_name = "fleet"
-    CSS_PATH = "fleet.tcss"
+    main = "#hosts"
+    DEFAULT_CSS = """
+    FleetScreen #summary { height: 1; background: $boost; }
+    FleetScreen #hosts { height: 1fr; scrollbar-size: 1 1; }
+    """
 
-    def __init__(self) -> None:
-        super().__init__(name="fleet")
+    def __init__(self, state: ConsoleState) -> None:
+        super().__init__(state)
         self.sort_by = "host"
         self.keys: list[str] = []
         self._by_host: dict[str, tuple[HostSnapshot, list[str], list[Row]]] = {}
@@ -90,14 +106,13 @@ class FleetScreen(ConsoleScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="summary")
-        yield Input(placeholder="filter hosts (Enter to apply, Esc to clear)", id="filter")
+        yield FilterInput("filter hosts (Enter applies, Esc clears)")
         yield FleetTable(id="hosts")
         yield Footer()
 
     def on_mount(self) -> None:
         self._set_columns(self.app.size.width)
-        self.query_one("#filter", Input).display = False
-        self.query_one("#hosts", FleetTable).focus()
+        self.focus_main()
 
     def _set_columns(self, width: int) -> None:
         keys = [k for k, _, _ in COLUMNS if width >= NARROW_BELOW or k not in NARROW_DROP]
@@ -106,33 +121,20 @@ class FleetScreen(ConsoleScreen):
         self.query_one("#hosts", FleetTable).set_columns([c for c in COLUMNS if c[0] in keys])
         self.keys = keys
 
-    def on_resize(self, event) -> None:
+    def on_resize(self, event: events.Resize) -> None:
         before = self.keys
         self._set_columns(event.size.width)
         if self.keys != before:
-            self.app.refresh_screen()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.input.display = False
-        self.query_one("#hosts", FleetTable).focus()
-
-    def key_escape(self) -> None:
-        field = self.query_one("#filter", Input)
-        if field.display:
-            field.value = ""
-            field.display = False
-            self.query_one("#hosts", FleetTable).focus()
-            self.app.state.filter = ""
-            self.app.refresh_screen()
+            self.redraw()
 
     def on_fleet_table_header_selected(self, event: FleetTable.HeaderSelected) -> None:
         if event.key in SORT_KEYS:
             self.sort_by = event.key
-            self.app.refresh_screen()
+            self.redraw()
 
-    def rows(self, state: ConsoleState) -> list[Row]:
+    def rows(self) -> list[Row]:
         """(row key, cells in the order of the visible columns)."""
-        snaps = [s for s in state.hosts.values() if state.filter.lower() in s.name.lower()]
+        snaps = [s for s in self.state.hosts.values() if self.matches(host_label(s))]
         order = {
             "host": lambda s: s.name,
             "cpu": lambda s: -(s.host.get("cpu_pct") or 0),
@@ -152,22 +154,25 @@ class FleetScreen(ConsoleScreen):
             return cached[2]
         keys = list(self.keys)
 
-        def pick(cells: dict) -> list:
+        def pick(cells: dict[str, Any]) -> list[Any]:
             return [cells.get(k, "") for k in keys]
+
+        def gpu_row(g: dict[str, Any]) -> list[Any]:
+            return pick(gpu_cells(s, g))
 
         rows: list[Row] = [(s.name, LazyCells(lambda: pick(host_cells(s))))]
         for g in s.gpus:
-            key = f"{s.name}/{g['uuid']}"
-            rows.append((key, LazyCells(lambda g=g: pick(gpu_cells(s, g)))))
+            rows.append((f"{s.name}/{g['uuid']}", LazyCells(partial(gpu_row, g))))
         self._by_host[s.name] = (s, keys, rows)
         return rows
 
-    def show(self, state: ConsoleState) -> None:
-        up = sum(s.connected for s in state.hosts.values())
-        gpus = sum(len(s.gpus) for s in state.hosts.values())
+    def show(self) -> None:
+        hosts = self.state.hosts
+        up = sum(s.connected for s in hosts.values())
+        gpus = sum(len(s.gpus) for s in hosts.values())
         self.query_one("#summary", Static).update(
-            f" {up}/{len(state.hosts)} hosts connected · {gpus} GPUs · sorted by {self.sort_by}"
-            + (f" · filter '{state.filter}'" if state.filter else ""),
+            f" {up}/{len(hosts)} hosts connected · {gpus} GPUs · sorted by {self.sort_by}"
+            + (f" · filter '{escape(self.filter_text)}'" if self.filter_text else ""),
             layout=False,  # one line, always: no need to lay the screen out again
         )
-        self.query_one("#hosts", FleetTable).set_rows(self.rows(state))
+        self.query_one("#hosts", FleetTable).set_rows(self.rows())

@@ -1,15 +1,21 @@
 """Models: each model's versions with weights, shadow, replicas, autoscaling, live latency,
-and Serve's problems (e.g. "unschedulable: needs GPU"). Actions act on the selected row."""
+and Serve's problems (e.g. "unschedulable: needs GPU"). The actions (traffic, promote,
+rollback, retire) act on the selected row, or on the model and version the command line
+names; each answer, the table before → after or the agent's refusal, is shown below."""
 
 from __future__ import annotations
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
+from textual.markup import escape
+from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
-from agent.client import LatencyPoint, ModelStatus
-from console.screens.base import ConsoleScreen
+from agent.client import ActionResult, AgentError, LatencyPoint, ModelStatus
+from console.screens.base import ConsoleScreen, FilterInput
 from console.state import ConsoleState
+from console.widgets.modals import ConfirmTyped, TrafficChoice, TrafficForm
 from console.widgets.text import num
 
 
@@ -22,17 +28,34 @@ def latency_by_version(points: list[LatencyPoint], model: str) -> dict[str, Late
     return out
 
 
+class ActionAnswered(Message):
+    """What the controller answered to one of this screen's actions."""
+
+    def __init__(self, text: str, error: bool) -> None:
+        super().__init__()
+        self.text = text
+        self.error = error
+
+
 class ModelsScreen(ConsoleScreen):
     screen_name = "models"
-    CSS_PATH = "models.tcss"
+    main = "#versions"
+    DEFAULT_CSS = """
+    ModelsScreen #tables { height: 1; background: $boost; }
+    ModelsScreen #versions { height: 1fr; }
+    ModelsScreen #result { height: auto; max-height: 6; border-top: solid $accent;
+                           padding: 0 1; }
+    """
 
-    def __init__(self) -> None:
-        super().__init__(name="models")
+    def __init__(self, state: ConsoleState) -> None:
+        super().__init__(state)
         self.rows: dict[str, tuple[str, str]] = {}  # row key → (model, version)
+        self.wanted: str | None = None  # a row the command line asked for
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="tables")
+        yield FilterInput()
         yield DataTable(id="versions", zebra_stripes=True, cursor_type="row")
         yield Static("", id="result")
         yield Footer()
@@ -57,6 +80,12 @@ class ModelsScreen(ConsoleScreen):
             table.add_column(label, key=key)
         table.focus()
 
+    # -- what is selected -------------------------------------------------------------------
+    def select(self, *args: str) -> None:
+        if args:
+            self.filter_text = ""
+            self.wanted = "/".join(args[:2])
+
     def selected(self) -> tuple[str, str] | None:
         table = self.query_one("#versions", DataTable)
         if not table.row_count:
@@ -64,12 +93,112 @@ class ModelsScreen(ConsoleScreen):
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         return self.rows.get(str(key))
 
-    def show_result(self, text: str) -> None:
-        self.query_one("#result", Static).update(text)
+    def _target(self, model: str | None, version: str | None) -> tuple[str, str] | None:
+        """The command line's model (and version), else the selected row."""
+        if model is not None:
+            status = self.state.model(model)
+            if status is None:
+                self.report(f"no model {model} on the controller", error=True)
+                return None
+            if version is not None and version not in {v.version for v in status.versions}:
+                self.report(f"{model} has no deployed version {version}", error=True)
+                return None
+            return model, version or status.stable
+        selected = self.selected()
+        if selected is None:
+            self.report("select a version first", error=True)
+        return selected
 
-    def show(self, state: ConsoleState) -> None:
+    def report(self, text: str, error: bool = False) -> None:
+        shown = escape(text)  # agents' messages quote versions, weights, anything
+        self.query_one("#result", Static).update(f"[red]{shown}[/]" if error else shown)
+        self.notify(text, severity="error" if error else "information", timeout=6, markup=False)
+
+    def on_action_answered(self, message: ActionAnswered) -> None:
+        self.report(message.text, message.error)
+
+    # -- actions ------------------------------------------------------------------------------
+    def action_traffic(self, model: str | None = None) -> None:
+        target = self._target(model, None)
+        status = self.state.model(target[0]) if target else None
+        if status is None:
+            return
+
+        def done(result: TrafficChoice | None) -> None:
+            if result is not None:
+                self.apply("traffic", status.model, result)
+
+        self.app.push_screen(TrafficForm(status), done)
+
+    def _confirm_then(self, question: str, phrase: str, verb: str, model: str, arg: str) -> None:
+        """Ask for the typed phrase ("No" focused); only a confirmed action reaches the agent."""
+
+        def done(ok: bool | None) -> None:
+            if ok:
+                self.apply(verb, model, arg)
+
+        self.app.push_screen(ConfirmTyped(question, phrase), done)
+
+    def action_promote(self, model: str | None = None, version: str | None = None) -> None:
+        target = self._target(model, version)
+        if target is None:
+            return
+        model, version = target
+        question = f"Promote [b]{model}/{version}[/b]: 100% of traffic, and it becomes stable."
+        self._confirm_then(question, version, "promote", model, version)
+
+    def action_rollback(self, model: str | None = None) -> None:
+        target = self._target(model, None)
+        status = self.state.model(target[0]) if target else None
+        if status is None:
+            return
+        if not status.previous_stable:
+            self.report(
+                f"{status.model} has no previous stable version to roll back to", error=True
+            )
+            return
+        back_to = status.previous_stable[-1]
+        question = f"Roll back [b]{status.model}[/b] from {status.stable} to {back_to} (100%)."
+        self._confirm_then(question, back_to, "rollback", status.model, back_to)
+
+    def action_retire(self, model: str | None = None, version: str | None = None) -> None:
+        target = self._target(model, version)
+        if target is None:
+            return
+        model, version = target
+        self._confirm_then(f"Retire [b]{model}/{version}[/b].", version, "retire", model, version)
+
+    @work(exclusive=False, group="actions")
+    async def apply(self, verb: str, model: str, arg: str | TrafficChoice) -> None:
+        client = self.controller
+        if client is None:
+            self.post_message(ActionAnswered("no controller agent connected", True))
+            return
+        try:
+            result: ActionResult
+            if isinstance(arg, TrafficChoice):
+                result = await client.set_traffic(
+                    model, arg.weights, shadow=arg.shadow, fallback=arg.fallback
+                )
+            elif verb == "promote":
+                result = await client.promote(model, arg)
+            elif verb == "rollback":
+                result = await client.rollback(model, arg)
+            else:
+                result = await client.retire(model, arg)
+        except AgentError as exc:
+            self.post_message(ActionAnswered(f"{verb} {model} refused: {exc.message}", True))
+            return
+        before = result.before.summary() if result.before else "-"
+        after = result.after.summary() if result.after else "-"
+        text = f"{result.action} {model}: {result.message} · {before} → {after}"
+        self.post_message(ActionAnswered(f"{text} (audit #{result.audit_id})", False))
+        await self.app.run_action("refresh")
+
+    # -- drawing --------------------------------------------------------------------------------
+    def show(self) -> None:
         table = self.query_one("#versions", DataTable)
-        ctl = state.controller()
+        ctl = self.state.controller()
         header = self.query_one("#tables", Static)
         if ctl is None:
             header.update(" no controller agent connected: models come from the Ray head's agent")
@@ -78,8 +207,8 @@ class ModelsScreen(ConsoleScreen):
         models: list[ModelStatus] = ctl.models or []
         header.update(
             "  ".join(
-                f"[b]{m.model}[/b] route #{m.table.route_version} stable {m.stable}"
-                f" router {m.router_status or '-'}"
+                f"[b]{escape(m.model)}[/b] route #{m.table.route_version} stable"
+                f" {escape(m.stable)} router {m.router_status or '-'}"
                 for m in models
             )
             or " no models deployed"
@@ -94,6 +223,8 @@ class ModelsScreen(ConsoleScreen):
                 role = ", ".join(
                     r for r, on in (("stable", v.is_stable), ("fallback", v.is_fallback)) if on
                 )
+                if not self.matches(m.model, v.version, role, v.app_status, v.problem):
+                    continue
                 target = (v.autoscaling or {}).get("target_ongoing_requests")
                 bounds = v.autoscaling or {}
                 replicas = " ".join(f"{k.lower()}:{n}" for k, n in sorted(v.replicas.items()))
@@ -117,5 +248,7 @@ class ModelsScreen(ConsoleScreen):
                     Text(v.problem, style="red") if v.problem else "",
                     key=key,
                 )
+        if self.wanted in self.rows:
+            cursor, self.wanted = list(self.rows).index(self.wanted), None
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1))

@@ -3,15 +3,40 @@ rollout forms."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
 
+from pydantic import ValidationError
+from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import BindingType
 from textual.containers import Grid, Horizontal, Vertical
+from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select, Static
 
-from agent.client import ModelStatus
+from agent.client import ModelStatus, RolloutPolicy
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TrafficChoice:
+    weights: dict[str, int]
+    shadow: tuple[str, float] | None
+    fallback: str | None
+
+
+@dataclass(frozen=True)
+class ReplayChoice:
+    version: str
+    ids: list[str]
+
+
+@dataclass(frozen=True)
+class RolloutChoice:
+    canary: str
+    policy: dict[str, Any]  # overrides of the model's rollout policy
 
 
 class ConfirmTyped(ModalScreen[bool]):
@@ -24,7 +49,7 @@ class ConfirmTyped(ModalScreen[bool]):
     ConfirmTyped Horizontal { height: auto; margin-top: 1; }
     ConfirmTyped Button { margin-right: 2; }
     """
-    BINDINGS: ClassVar = [("escape", "dismiss(False)", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [("escape", "dismiss(False)", "Cancel")]
 
     def __init__(self, question: str, phrase: str) -> None:
         super().__init__()
@@ -34,7 +59,7 @@ class ConfirmTyped(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(self.question, id="question")
-            yield Label(f"Type [b]{self.phrase}[/b] to confirm:")
+            yield Label(Text.assemble("Type ", (self.phrase, "bold"), " to confirm:"))
             yield Input(placeholder=self.phrase, id="phrase")
             with Horizontal():
                 yield Button("No", id="no", variant="primary")
@@ -54,9 +79,10 @@ class ConfirmTyped(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
 
-class FormModal(ModalScreen[dict | None]):
+class FormModal(ModalScreen[T | None], Generic[T]):
     """What every action form shares: centred, bordered, a grid of labelled fields, an error
-    line and the buttons; Escape cancels."""
+    line and the buttons; Escape cancels. `validated` gives the form's answer, or a sentence
+    saying what is wrong with it (shown in #error)."""
 
     DEFAULT_CSS = """
     FormModal { align: center middle; }
@@ -67,10 +93,10 @@ class FormModal(ModalScreen[dict | None]):
     FormModal Horizontal { height: auto; margin-top: 1; }
     FormModal Button { margin-right: 2; }
     """
-    BINDINGS: ClassVar = [("escape", "dismiss(None)", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [("escape", "dismiss(None)", "Cancel")]
 
-    # Each form's answer, or what is wrong with it (shown in #error).
-    validated: Callable[[], dict | str]
+    def validated(self) -> T | str:
+        raise TypeError(f"{type(self).__name__} must define validated()")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":
@@ -83,7 +109,7 @@ class FormModal(ModalScreen[dict | None]):
         self.dismiss(result)
 
 
-class TrafficForm(FormModal):
+class TrafficForm(FormModal[TrafficChoice]):
     """Weights per deployed version (must sum to 100), shadow and fallback."""
 
     def __init__(self, model: ModelStatus) -> None:
@@ -115,7 +141,7 @@ class TrafficForm(FormModal):
                 yield Button("Apply", id="apply", variant="primary")
                 yield Button("Cancel", id="cancel")
 
-    def validated(self) -> dict | str:
+    def validated(self) -> TrafficChoice | str:
         weights = {}
         for v in self.model.versions:
             text = self.query_one(f"#w-{v.version}", Input).value.strip() or "0"
@@ -143,14 +169,10 @@ class TrafficForm(FormModal):
         fallback = self.query_one("#fallback", Input).value.strip() or None
         if fallback and fallback not in versions:
             return f"fallback {fallback} is not deployed"
-        return {
-            "weights": {k: w for k, w in weights.items() if w},
-            "shadow": shadow,
-            "fallback": fallback,
-        }
+        return TrafficChoice({k: w for k, w in weights.items() if w}, shadow, fallback)
 
 
-class ReplayForm(FormModal):
+class ReplayForm(FormModal[ReplayChoice]):
     """Replay the selected request, or every listed primary call of its model, against a
     deployed version (the one that answered, by default: does it reproduce?)."""
 
@@ -181,15 +203,13 @@ class ReplayForm(FormModal):
                 yield Button("Replay", id="replay", variant="primary")
                 yield Button("Cancel", id="cancel")
 
-    def validated(self) -> dict | str:
+    def validated(self) -> ReplayChoice | str:
         every = self.query_one("#scope", RadioSet).pressed_index == 1
-        return {
-            "version": self.query_one("#version", Select).value,
-            "ids": list(self.listed) if every else [self.selected],
-        }
+        version = self.query_one("#version", Select).value
+        return ReplayChoice(str(version), list(self.listed) if every else [self.selected])
 
 
-class RolloutForm(FormModal):
+class RolloutForm(FormModal[RolloutChoice]):
     """Start a progressive rollout: the canary, and (optionally) steps and the wait per step;
     left empty, they come from the model's rollout policy."""
 
@@ -219,24 +239,26 @@ class RolloutForm(FormModal):
                 yield Button("Start", id="start", variant="primary")
                 yield Button("Cancel", id="cancel")
 
-    def validated(self) -> dict | str:
-        out: dict = {"canary": self.query_one("#canary", Select).value}
+    def validated(self) -> RolloutChoice | str:
+        """The overrides, checked by the rollout policy's own model (the agent checks the
+        same again, with the model's policy for everything left empty)."""
+        policy: dict[str, Any] = {}
         steps = self.query_one("#steps", Input).value.replace(" ", "")
         if steps:
             try:
-                out["steps"] = [int(s) for s in steps.split(",")]
+                policy["steps"] = [int(s) for s in steps.split(",")]
             except ValueError:
                 return "steps are whole percentages separated by commas"
-            if any(not 0 < s <= 100 for s in out["steps"]) or out["steps"][-1] != 100:
-                return "steps are percentages in 1..100, rising to 100"
-            if any(a >= b for a, b in zip(out["steps"], out["steps"][1:], strict=False)):
-                return "steps must rise"
         wait = self.query_one("#wait", Input).value.strip()
         if wait:
             try:
-                out["step_wait_s"] = float(wait)
+                policy["step_wait_s"] = float(wait)
             except ValueError:
                 return "seconds per step must be a number"
-            if out["step_wait_s"] < 1:
-                return "seconds per step must be at least 1"
-        return out
+        try:
+            RolloutPolicy.model_validate(policy)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            return escape(f"{where}: " * bool(where) + err["msg"].removeprefix("Value error, "))
+        return RolloutChoice(str(self.query_one("#canary", Select).value), policy)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from agent.deployer import plan_deployment, wait_until_running
+from agent.deployer import wait_until_running
 from agent.serve_api import ServeAPI
 from scripts.load import digit_rows
 from scripts.train_demo_models import train_and_register
@@ -27,7 +27,7 @@ from serve.local_cluster import LocalCluster
 from serve.model_config import parse_model_config
 from serve.model_store import ModelStore
 from serve.routing_table import RoutingTable
-from serve.serve_config import ServeTarget, router_app_config
+from serve.serve_config import Deployed, ServeTarget, desired_config, router_app_config
 
 PATHS = {
     "a_direct": "/models/digits/versions/v1",
@@ -77,7 +77,11 @@ async def deploy(cluster: LocalCluster, store: ModelStore, spool: Path) -> None:
     ]
     target = ServeTarget(store_root=store.root, http_port=cluster.ports["serve_http"])
     async with ServeAPI(cluster.dashboard_url) as api:
-        plan = await plan_deployment(api, [config], {"digits": ["v1", "v2"]}, target, apps)
+        wanted = {"digits": Deployed(["v1", "v2"], None)}
+        cluster_resources = await api.cluster_resources()
+        plan = desired_config(
+            {"digits": config}, wanted, cluster_resources, target, extra_apps=apps
+        )
         await api.put_applications(plan.config)
         names = [a["name"] for a in plan.config["applications"]]
         await wait_until_running(api, names, plan.plans, timeout_s=180)

@@ -14,8 +14,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from agent.client import HostEntry, load_fleet
 from console.app import TracksideConsole
-from console.fleet import HostEntry, load_fleet
 from console.sources import SshSource
 from console.ssh import TunnelError, open_tunnel
 from serve.local_cluster import free_port

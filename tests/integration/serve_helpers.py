@@ -10,14 +10,14 @@ from typing import Any
 
 import httpx
 
-from agent.deployer import Deployment, plan_deployment, wait_until_running
+from agent.deployer import wait_until_running
 from agent.serve_api import ServeAPI
 from serve.local_cluster import LocalCluster
 from serve.model_config import ModelConfig, parse_model_config
 from serve.model_store import ModelStore
 from serve.names import router_app_name
 from serve.routing_table import RoutingTable
-from serve.serve_config import ServeTarget, router_app_config
+from serve.serve_config import Deployed, Deployment, ServeTarget, desired_config
 
 REPLAY_TOKEN = "test-replay-token"
 
@@ -51,18 +51,18 @@ def deploy(
     async def go() -> Deployment:
         async with ServeAPI(cluster.dashboard_url) as api:
             target = ServeTarget(store_root=store.root, http_port=cluster.ports["serve_http"])
-            extra = []
-            if table is not None:
-                extra.append(
-                    router_app_config(
-                        "digits",
-                        table,
-                        models[0].router,
-                        spool_dir,
-                        hashlib.sha256(REPLAY_TOKEN.encode()).hexdigest(),
-                    )
-                )
-            plan = await plan_deployment(api, models, versions, target, extra_apps=extra)
+            wanted = {
+                model: Deployed(names, table if model == "digits" else None)
+                for model, names in versions.items()
+            }
+            plan = desired_config(
+                {m.model: m for m in models},
+                wanted,
+                await api.cluster_resources(),
+                target,
+                spool_dir,
+                hashlib.sha256(REPLAY_TOKEN.encode()).hexdigest(),
+            )
             await api.put_applications(plan.config)
             if wait:
                 names = list(plan.plans) + ([router_app_name("digits")] if table else [])

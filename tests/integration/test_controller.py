@@ -121,8 +121,15 @@ def test_deploy_refuses_an_unblessed_version_unless_forced(controller):
 
 
 def test_bad_actions_get_422_and_change_nothing(controller):
-    _, client, _ = controller
+    agent, client, _ = controller
     before = client.model("digits").table
+    # Strict bodies: `[false]` is not a number.
+    r = httpx.put(
+        f"{agent.url}/v1/models/digits/traffic",
+        json={"weights": {"v1": [False]}},
+        headers={"Authorization": f"Bearer {agent.token()}"},
+    )
+    assert r.status_code == 422 and "weights" in r.json()["detail"]
     cases = [
         (lambda: client.set_traffic("digits", {"v1": 90, "v2": 20}), "sum to 110"),
         (lambda: client.set_traffic("digits", {"v1": 90, "v9": 10}), "not deployed"),
@@ -193,8 +200,8 @@ def test_traffic_promote_and_rollback_change_what_the_router_serves(controller):
     assert ("promote", "ok") in actions and ("rollback", "ok") in actions
     assert ("deploy", "refused") in actions and ("deploy", "failed") in actions
     promote = next(e for e in client.audit() if e.action == "promote")
-    assert promote.before["weights"] == {"v1": 50, "v2": 50}
-    assert promote.after["weights"] == {"v2": 100}
+    assert promote.before.weights == {"v1": 50, "v2": 50}
+    assert promote.after.weights == {"v2": 100}
     assert promote.who  # the CLI passes the local user
 
 
@@ -282,7 +289,7 @@ def test_replay_refuses_unknown_requests_and_undeployed_versions(controller):
     _, client, _ = controller
     with pytest.raises(AgentError) as info:
         client.replay("digits", "v1", ["no-such-request"])
-    assert info.value.status == 404 and "not in this agent's log" in info.value.message
+    assert info.value.status == 404 and "not in the request log" in info.value.message
     with pytest.raises(AgentError) as info:
         client.replay("digits", "v3", ["rp-0"])
     assert info.value.status == 422 and "no deployed version 'v3'" in info.value.message
@@ -363,8 +370,8 @@ def test_a_rollout_walks_its_steps_and_promotes_the_canary(controller):
         done = _wait_for_rollout(client, {"done", "rolled_back", "paused"})
     assert done.state == "done", done
     assert [(j.weight, j.verdict) for j in done.judgements] == [(50, "pass"), (100, "pass")]
-    metrics = {m["metric"]: m for m in done.judgements[0].metrics}
-    assert metrics["disagreement"]["details"]["high_95"] >= 0  # the numbers are kept
+    metrics = {m.metric: m for m in done.judgements[0].metrics}
+    assert metrics["disagreement"].details["high_95"] >= 0  # the numbers are kept
     model = client.model("digits")
     assert model.stable == "v2" and model.table.weights == {"v2": 100}
     assert load["report"].summary()["failed"] == 0
@@ -417,6 +424,6 @@ def test_a_rollout_survives_an_agent_restart(controller):
         r = _wait_for_rollout(client, {"done", "rolled_back", "paused"})
     assert r.state == "done", r
     assert [(j.weight, j.verdict) for j in r.judgements] == [(50, "pass"), (100, "pass")]
-    assert "drift" in {m["metric"] for m in r.judgements[0].metrics}
+    assert "drift" in {m.metric for m in r.judgements[0].metrics}
     assert client.model("digits").stable == "v2"
     assert load["report"].summary()["failed"] == 0  # Serve kept serving while the agent was down

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from agent.analysis.drift import DriftSource, drift_reports, histogram
-from agent.analysis.drift_stats import DriftThresholds
 from agent.ingest import ingest_once
+from agent.request_log import LocalRequestLog
+from agent.schemas.drift import DriftThresholds
 from agent.store import Store
 from scripts.train_demo_models import split
 from serve.local_cluster import free_port
@@ -74,7 +75,9 @@ def test_unchanged_traffic_shows_no_drift_and_a_brightened_band_does(store, sour
     start = now - timedelta(minutes=30)
     rows = held_out.tolist()
     log_traffic(store, tmp_path, rows, held_labels, start, 600)
-    (calm,) = drift_reports(store, source, start, start + timedelta(seconds=600), DriftThresholds())
+    (calm,) = drift_reports(
+        LocalRequestLog(store), source, start, start + timedelta(seconds=600), DriftThresholds()
+    )
     assert calm.rows == len(rows)
     assert [f.feature for f in calm.features if f.decision.drifted] == []
     assert not calm.prediction.decision.drifted
@@ -83,7 +86,7 @@ def test_unchanged_traffic_shows_no_drift_and_a_brightened_band_does(store, sour
     bright = brightened(held_out, source.features).tolist()
     log_traffic(store, tmp_path, bright, [1] * len(bright), later, 600)
     (report,) = drift_reports(
-        store, source, later, later + timedelta(seconds=600), DriftThresholds()
+        LocalRequestLog(store), source, later, later + timedelta(seconds=600), DriftThresholds()
     )
     drifted = {f.feature for f in report.features if f.decision.drifted}
     assert set(BAND) - {"px_3_0", "px_3_7"} <= drifted  # the border pixels are near 0 anyway
@@ -92,7 +95,12 @@ def test_unchanged_traffic_shows_no_drift_and_a_brightened_band_does(store, sour
 
     # Over the whole hour, in buckets: the drift starts half way.
     timeline = drift_reports(
-        store, source, start, start + timedelta(seconds=1200), DriftThresholds(), buckets=4
+        LocalRequestLog(store),
+        source,
+        start,
+        start + timedelta(seconds=1200),
+        DriftThresholds(),
+        buckets=4,
     )
     counts = [sum(f.decision.drifted for f in b.features) for b in timeline]
     assert counts[:2] == [0, 0] and min(counts[2:]) >= 4, counts
@@ -106,7 +114,7 @@ def test_shadow_and_replay_rows_do_not_count(store, source, tmp_path):
     for role in ("shadow", "replay"):
         log_traffic(store, tmp_path, noise, [1] * len(noise), start, 60, role=role)
     (report,) = drift_reports(
-        store, source, start, start + timedelta(seconds=60), DriftThresholds()
+        LocalRequestLog(store), source, start, start + timedelta(seconds=60), DriftThresholds()
     )
     assert report.rows == len(held_out)
     assert not any(f.decision.drifted for f in report.features)
@@ -118,7 +126,7 @@ def test_histogram_of_one_feature_compares_reference_and_traffic(store, source, 
     bright = brightened(held_out, source.features)
     log_traffic(store, tmp_path, bright.tolist(), held_labels, start, 60)
     edges, ref, cur = histogram(
-        store, source, "px_3_3", start, start + timedelta(seconds=60), bins=20
+        LocalRequestLog(store), source, "px_3_3", start, start + timedelta(seconds=60), bins=20
     )
     assert len(edges) == len(ref) + 1 == len(cur) + 1
     assert ref.sum() == pytest.approx(1) and cur.sum() == pytest.approx(1)
@@ -129,7 +137,9 @@ def test_histogram_of_one_feature_compares_reference_and_traffic(store, source, 
 
 def test_no_traffic_in_the_window_is_not_drift(store, source):
     now = datetime.now(UTC).replace(tzinfo=None)
-    (report,) = drift_reports(store, source, now - timedelta(hours=1), now, DriftThresholds())
+    (report,) = drift_reports(
+        LocalRequestLog(store), source, now - timedelta(hours=1), now, DriftThresholds()
+    )
     assert report.rows == 0
     assert all(f.result.p_value is None and not f.decision.drifted for f in report.features)
 
@@ -142,7 +152,8 @@ def drift_agent(tmp_path, demo_store, repo_root):
     agent.config.write_text(
         agent.config.read_text()
         + f'[controller]\nenabled = true\ndashboard = "http://127.0.0.1:{free_port()}"\n'
-        f'models = ["{repo_root / "configs/models/digits.toml"}"]\nstore = "{demo_store.root}"\n'
+        f'models = ["{repo_root / "configs/models/digits.toml"}"]\n'
+        f'[model_store]\npath = "{demo_store.root}"\n'
     )
     agent.start()
     yield agent

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent.ingest import ingest_once
+from agent.request_log import LocalRequestLog
+from agent.rollout_judge import judge_rollout
 from agent.rollout_machine import start
-from agent.rollouts import Rollouts
 from agent.store import Store
 from serve.model_config import RolloutPolicy
 from serve.spool import SpoolWriter
@@ -75,7 +76,7 @@ def traffic(n: int, canary_fails: int = 0, disagree: int = 0, canary_ms: float =
 
 def judged(store, now: datetime):
     r, _ = start("digits", "v2", "v1", POLICY, T0, "test")
-    return Rollouts(store, controller=None).judge(r, now)  # the judge needs no controller
+    return judge_rollout(LocalRequestLog(store), r, now)
 
 
 def test_a_canary_like_stable_passes_every_metric(store, tmp_path):

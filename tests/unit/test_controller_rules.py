@@ -11,8 +11,10 @@ import json
 import httpx
 import pytest
 
-from agent.api_models import TrafficRequest
-from agent.controller import ActionError, Controller, ModelState
+from agent.controller import Controller
+from agent.controller_rules import ModelState
+from agent.errors import ApiError
+from agent.schemas.models import TrafficRequest
 from agent.serve_api import ServeAPI
 from agent.store import Store
 from serve.model_config import parse_model_config
@@ -86,7 +88,7 @@ def test_traffic_to_a_version_that_is_not_running_is_422(tmp_path, demo_store):
     fake = FakeServe(v2_status="DEPLOYING")
     ctl = controller(tmp_path, demo_store, fake)
     body = TrafficRequest(weights={"v1": 50, "v2": 50})
-    with pytest.raises(ActionError) as info:
+    with pytest.raises(ApiError) as info:
         asyncio.run(ctl.set_traffic("digits", body, "oncall"))
     assert info.value.status == 422
     assert "v2 of digits is DEPLOYING" in info.value.message
@@ -99,7 +101,7 @@ def test_traffic_to_a_version_that_is_not_running_is_422(tmp_path, demo_store):
 def test_a_refused_put_leaves_the_old_table_in_force(tmp_path, demo_store):
     fake = FakeServe(put_status=500)
     ctl = controller(tmp_path, demo_store, fake)
-    with pytest.raises(ActionError) as info:
+    with pytest.raises(ApiError) as info:
         asyncio.run(ctl.set_traffic("digits", TrafficRequest(weights={"v1": 90, "v2": 10}), "me"))
     assert info.value.status == 502
     assert "route_version 4" in info.value.message and "still in force" in info.value.message

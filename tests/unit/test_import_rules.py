@@ -17,7 +17,12 @@ PURE_SERVE = {
     "serve.serve_config",
     "serve.routing_table",  # the table the config builder writes into the router's config
     "serve.request_record",  # the spool contract the agent ingests
+    "serve.config_file",  # the one TOML loader
 }
+# What the console may reach through agent.client, transitively: the client itself, the API's
+# typed bodies, and the agent's published defaults and fleet file. Never the agent's internals
+# (store, controller, rollouts, analysis...).
+CLIENT_SIDE = {"agent.client", "agent.defaults", "agent.fleet_file", "agent.schemas"}
 # The `trackside` dispatcher hands each verb to its package's entry point.
 CLI_ENTRY_POINTS = {"serve.store_cli", "agent.daemon", "agent.cli"}
 
@@ -75,3 +80,37 @@ def test_console_reaches_agents_only_through_the_client(path):
         top = ".".join(name.split(".")[:2])
         if name.startswith(("agent.", "serve.")):
             assert top in allowed, f"{path} imports {name}"
+
+
+def _project_module(name: str) -> Path | None:
+    """The file of a project module named by an import (a package's __init__, or a module
+    imported as `from package import module`)."""
+    for candidate in (name, name.rpartition(".")[0]):
+        if not candidate.startswith(("agent", "console", "serve")):
+            continue
+        path = ROOT.joinpath(*candidate.split("."))
+        if path.with_suffix(".py").is_file():
+            return path.with_suffix(".py")
+        if (path / "__init__.py").is_file():
+            return path / "__init__.py"
+    return None
+
+
+def test_the_client_pulls_in_no_agent_internals_transitively():
+    seen: set[Path] = set()
+    todo = [ROOT / "agent" / "client.py"]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        todo += [p for name in imports_of(path) if (p := _project_module(name)) is not None]
+    reached = {_module_name(p).removesuffix(".__init__") for p in seen}
+    for name in reached:
+        if name.startswith("agent"):
+            assert name in CLIENT_SIDE or name.startswith("agent.schemas"), (
+                f"console -> agent.client reaches {name}"
+            )
+        if name.startswith("serve"):
+            assert name in PURE_SERVE, f"console -> agent.client reaches {name}"
+    assert "agent.schemas.rollouts" in reached  # the walk did follow imports

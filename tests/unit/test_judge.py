@@ -6,16 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 from agent.analysis.judge import (
-    GateSettings,
     VersionSample,
     judge,
     judge_disagreement,
     judge_errors,
     judge_latency,
 )
+from serve.model_config import RolloutGates
 
 RNG = np.random.default_rng(7)
-GATES = GateSettings()
+GATES = RolloutGates()
 
 
 def sample(latencies, errors=0) -> VersionSample:

@@ -20,6 +20,7 @@ from agent.rollout_machine import (
     resume,
     start,
 )
+from agent.schemas.rollouts import MetricVerdict
 from serve.model_config import RolloutPolicy
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -55,7 +56,7 @@ def test_passes_walk_the_steps_then_promote():
 def test_a_fail_rolls_back_at_once():
     r, _ = begin()
     r, _ = judged(r, "pass", [], later(60))
-    r, action = judged(r, "fail", [{"metric": "error_rate", "verdict": "fail"}], later(120))
+    r, action = judged(r, "fail", [MetricVerdict(metric="error_rate", verdict="fail")], later(120))
     assert action == RollBack("v1") and r.state == "rolled_back"
     assert "error_rate" in r.reason
 
@@ -91,7 +92,7 @@ def test_pause_resume_abort_and_what_they_refuse():
 
 def test_a_rollout_survives_a_round_trip_through_json():
     r, _ = begin()
-    r, _ = judged(r, "pass", [{"metric": "latency", "verdict": "pass"}], later(60))
+    r, _ = judged(r, "pass", [MetricVerdict(metric="latency", verdict="pass")], later(60))
     back = Rollout.model_validate_json(r.model_dump_json())
     assert back == r and due(back, later(120))
 

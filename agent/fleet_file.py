@@ -1,15 +1,14 @@
-"""The fleet file (`configs/fleet.toml`): the hosts the console reaches over SSH."""
+"""The fleet file (`configs/fleet.toml`): the hosts of a fleet and how to reach each agent.
+The console reaches them over SSH; the controller uses the same file to know its fleet."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-
-class FleetError(ValueError):
-    pass
+from agent.defaults import DEFAULT_PORT, TOKEN_FILE
+from serve.config_file import ConfigError, read_toml, validated
 
 
 class HostEntry(BaseModel):
@@ -21,9 +20,9 @@ class HostEntry(BaseModel):
     ssh_port: int | None = None
     key: Path | None = None  # default: the SSH agent and ~/.ssh keys
     known_hosts: Path | None = None  # default: ~/.ssh/known_hosts
-    agent_port: int = 7070
+    agent_port: int = DEFAULT_PORT
     token: str | None = None  # default: read token_file on the host over SSH
-    token_file: str = ".trackside/agent.token"
+    token_file: str = str(TOKEN_FILE)
 
 
 class Fleet(BaseModel):
@@ -33,19 +32,11 @@ class Fleet(BaseModel):
 
 
 def load_fleet(path: Path) -> Fleet:
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError as exc:
-        raise FleetError(f"fleet file {path} does not exist") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise FleetError(f"{path}: not valid TOML: {exc}") from exc
+    data = read_toml(path, "fleet file")
     defaults = data.pop("defaults", {})
     hosts = [{**defaults, **h} for h in data.get("hosts", [])]
-    try:
-        fleet = Fleet.model_validate({"hosts": hosts})
-    except ValidationError as exc:
-        raise FleetError(f"{path}: {exc}") from exc
+    fleet = validated(Fleet, {"hosts": hosts}, str(path))
     names = [h.name for h in fleet.hosts]
     if len(set(names)) != len(names):
-        raise FleetError(f"{path}: host names must be unique: {names}")
+        raise ConfigError(f"{path}: host names must be unique: {names}")
     return fleet

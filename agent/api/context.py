@@ -1,0 +1,87 @@
+"""What every router needs from the running daemon, injected with `Annotated` dependencies:
+the context (built once, before the app), the controller, the caller's name, the token check,
+and the time window most reads take."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from agent.collectors.gpu import GpuCollector
+from agent.controller import Controller
+from agent.errors import Conflict, Invalid
+from agent.replay import Replayer
+from agent.request_log import RequestLog
+from agent.rollouts import Rollouts
+from agent.store import Store, naive_utc, utcnow
+
+MAX_POINTS = 5000
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    store: Store
+    token: str
+    gpu: GpuCollector
+    requests: RequestLog
+    collectors: dict[str, str] = field(default_factory=dict)  # name → status, kept by the daemon
+    controller: Controller | None = None
+    replayer: Replayer | None = None
+    rollouts: Rollouts | None = None
+    started_at: datetime = field(default_factory=utcnow)
+
+
+def get_context(request: Request) -> AgentContext:
+    ctx: AgentContext = request.app.state.ctx
+    return ctx
+
+
+Context = Annotated[AgentContext, Depends(get_context)]
+bearer = HTTPBearer(auto_error=False)
+
+
+def authorized(
+    ctx: Context, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> None:
+    if creds is None or creds.scheme.lower() != "bearer":
+        raise HTTPException(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(creds.credentials.encode(), ctx.token.encode()):
+        raise HTTPException(401, "wrong token", {"WWW-Authenticate": "Bearer"})
+
+
+def caller(x_trackside_user: Annotated[str | None, Header()] = None) -> str:
+    return (x_trackside_user or "api-token")[:100]
+
+
+Who = Annotated[str, Depends(caller)]
+
+
+def require_controller(ctx: Context) -> Controller:
+    if ctx.controller is None:
+        raise Conflict("this agent is not the controller; send actions to the Ray head's agent")
+    return ctx.controller
+
+
+ControllerDep = Annotated[Controller, Depends(require_controller)]
+
+
+def time_window(
+    since: datetime | None, until: datetime | None, step: int | None, default_span_s: int
+) -> tuple[datetime, datetime, int]:
+    """[since, until) in naive UTC (default: the last `default_span_s`), and a step that
+    keeps the answer under MAX_POINTS points."""
+    until = naive_utc(until) if until else utcnow()
+    since = naive_utc(since) if since else until - timedelta(seconds=default_span_s)
+    if since >= until:
+        raise Invalid("since must be before until")
+    span = (until - since).total_seconds()
+    if step is None:
+        step = max(1, int(span // 300) or 1)
+    if span / step > MAX_POINTS:
+        raise Invalid(f"{span / step:.0f} points requested; at most {MAX_POINTS}: raise step")
+    return since, until, step

@@ -1,0 +1,81 @@
+"""Host info and telemetry: host and GPU samples with time ranges and downsampling, and the
+latency of every model version."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import psutil
+from fastapi import APIRouter, Depends, Query
+
+from agent.api.context import Context, authorized, time_window
+from agent.schemas.host import GpuInfo, HostInfo, LatencyPoint
+from agent.store import GPU_ROLLUP, HOST_ROLLUP
+
+router = APIRouter(tags=["host and telemetry"], dependencies=[Depends(authorized)])
+Step = Annotated[int | None, Query(ge=1, le=86400)]
+
+
+def utc_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for row in rows:
+        for key in ("t", "ts"):
+            if isinstance(row.get(key), datetime) and row[key].tzinfo is None:
+                row[key] = row[key].replace(tzinfo=UTC)
+    return rows
+
+
+@router.get("/v1/host")
+def host(ctx: Context) -> HostInfo:
+    return HostInfo(
+        hostname=socket.gethostname(),
+        role="controller" if ctx.controller else "agent",
+        gpu_status=ctx.gpu.status,
+        gpus=[GpuInfo(**g) for g in ctx.gpu.describe()],
+        cpu_count=os.cpu_count() or 0,
+        mem_total=psutil.virtual_memory().total,
+        started_at=ctx.started_at,
+        collectors=dict(ctx.collectors),
+    )
+
+
+@router.get("/v1/telemetry/host")
+def telemetry_host(
+    ctx: Context, since: datetime | None = None, until: datetime | None = None, step: Step = None
+) -> list[dict[str, Any]]:
+    since, until, step_s = time_window(since, until, step, 600)
+    return utc_rows(ctx.store.telemetry("host_samples", HOST_ROLLUP, since, until, step_s))
+
+
+@router.get("/v1/telemetry/gpu")
+def telemetry_gpu(
+    ctx: Context, since: datetime | None = None, until: datetime | None = None, step: Step = None
+) -> list[dict[str, Any]]:
+    since, until, step_s = time_window(since, until, step, 600)
+    return utc_rows(
+        ctx.store.telemetry("gpu_samples", GPU_ROLLUP, since, until, step_s, group="uuid")
+    )
+
+
+@router.get("/v1/telemetry/gpu/latest")
+def gpu_latest(ctx: Context) -> list[dict[str, Any]]:
+    rows = ctx.store.latest("gpu_samples", order="gpu_index")
+    for row in rows:
+        row["processes"] = json.loads(row["processes"]) if row["processes"] else None
+    return utc_rows(rows)
+
+
+@router.get("/v1/telemetry/latency")
+def telemetry_latency(
+    ctx: Context,
+    model: str | None = None,
+    version: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    step: Step = None,
+) -> list[LatencyPoint]:
+    since, until, step_s = time_window(since, until, step, 600)
+    return ctx.requests.latency(model, version, since, until, step_s)

@@ -1,0 +1,51 @@
+"""GET /metrics: host and GPU gauges in Prometheus' text format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import PlainTextResponse
+
+from agent.api.context import Context, authorized
+
+router = APIRouter(tags=["metrics"], dependencies=[Depends(authorized)])
+HOST_GAUGES = [
+    ("cpu_pct", "CPU use, percent of all cores"),
+    ("load1", "1-minute load average"),
+    ("mem_pct", "memory in use, percent"),
+    ("swap_pct", "swap in use, percent"),
+    ("disk_pct", "disk in use, percent"),
+]
+GPU_GAUGES = [
+    ("util_gpu", "GPU utilization, percent"),
+    ("mem_used", "GPU memory used, bytes"),
+    ("temp_c", "GPU temperature, Celsius"),
+    ("power_w", "GPU power draw, watts"),
+]
+
+
+def _gauge(
+    lines: list[str], name: str, help_text: str, samples: list[tuple[dict[str, Any], Any]]
+) -> None:
+    lines.append(f"# HELP {name} {help_text}")
+    lines.append(f"# TYPE {name} gauge")
+    for labels, value in samples:
+        if value is None:
+            continue
+        label = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        lines.append(f"{name}{{{label}}} {float(value)}" if label else f"{name} {float(value)}")
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics(ctx: Context) -> str:
+    lines: list[str] = []
+    host = ctx.store.latest("host_samples")
+    h = host[0] if host else {}
+    for key, help_text in HOST_GAUGES:
+        _gauge(lines, f"trackside_host_{key}", help_text, [({}, h.get(key))])
+    gpus = ctx.store.latest("gpu_samples", order="gpu_index")
+    for key, help_text in GPU_GAUGES:
+        samples = [({"gpu": g["gpu_index"], "uuid": g["uuid"]}, g.get(key)) for g in gpus]
+        _gauge(lines, f"trackside_gpu_{key}", help_text, samples)
+    return "\n".join(lines) + "\n"

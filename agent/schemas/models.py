@@ -1,0 +1,67 @@
+"""Models, versions, routing and the actions that change them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from agent.schemas.common import StrictBody
+from serve.routing_table import RoutingTable, TrafficSplit, check_sticky_header
+
+
+class VersionStatus(BaseModel):
+    version: str
+    weight: int = 0
+    shadow_fraction: float = 0.0
+    is_stable: bool = False
+    is_fallback: bool = False
+    app_status: str | None = None
+    replicas: dict[str, int] = Field(default_factory=dict)
+    autoscaling: dict[str, Any] | None = None
+    problem: str | None = None
+    sha256: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class ModelStatus(BaseModel):
+    model: str
+    stable: str
+    previous_stable: list[str]
+    table: RoutingTable
+    versions: list[VersionStatus]
+    router_status: str | None = None
+
+
+class DeployRequest(StrictBody):
+    version: str
+    force: bool = False
+
+
+class TrafficRequest(TrafficSplit, StrictBody):
+    """The split to apply; `sticky_header` left out keeps the current one."""
+
+    sticky_header: str | None = None
+
+    @field_validator("sticky_header")
+    @classmethod
+    def _header(cls, value: str | None) -> str | None:
+        return value if value is None else check_sticky_header(value)
+
+
+class PromoteRequest(StrictBody):
+    version: str
+
+
+class RollbackRequest(StrictBody):
+    to: str | None = None
+
+
+class ActionResult(BaseModel):
+    action: str
+    model: str
+    changed: bool
+    before: RoutingTable | None
+    after: RoutingTable | None
+    message: str
+    audit_id: int
