@@ -1,8 +1,9 @@
 """A typed client for the agent's HTTP API, sync and async, for the console, CLI and scripts.
 
 Each call is declared once in `_Calls` (method, path, parameters, the type of the answer);
-`AgentClient` and `AsyncAgentClient` write out every call with typed parameters and returns,
-so both are checked by mypy, and each is one line.
+`AgentClient` and `AsyncAgentClient` write out every call with typed parameters and returns
+(as httpx's Client and AsyncClient do), so both are checked by mypy and each is one line. The
+module is long because every call is written out twice, once per client.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ class RetentionSettings(_Strict):
     rollup_step_s: int = Field(60, ge=10, description="downsampled aggregates step")
     rollup_days: float = Field(30, gt=0)
     requests_days: float = Field(7, gt=0)
+    summary_days: float = Field(30, gt=0, description="per-minute summaries of the log")
     every_s: float = Field(300, gt=0, description="how often retention runs")
 
 
@@ -67,6 +68,8 @@ class ControllerSettings(_Strict):
     serve_port: int = 8000
     models: list[Path] = Field(default_factory=lambda: [Path("configs/models/digits.toml")])
     apply_timeout_s: float = Field(120, gt=0)
+    # How long an action waits for a version Serve is redeploying before refusing.
+    settle_s: float = Field(15, ge=0, le=600)
 
 
 class AgentConfig(_Strict):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ class Controller:
         spool_dir: Path,
         replay_token: str,
         apply_timeout_s: float = 120,
+        settle_s: float = 15.0,
     ) -> None:
         self.store = store
         self.api = serve_api
@@ -63,6 +65,7 @@ class Controller:
         self.spool_dir = spool_dir
         self.replay_token_sha256 = hashlib.sha256(replay_token.encode()).hexdigest()
         self.apply_timeout_s = apply_timeout_s
+        self.settle_s = settle_s
         self._locks: dict[str, asyncio.Lock] = {}
         self._manifests: dict[tuple[str, str], Manifest] = {}
         self._cluster = ClusterResources()
@@ -140,19 +143,32 @@ class Controller:
         return self.last_status
 
     async def _require_running(self, model: str, versions: frozenset[str]) -> None:
-        if not versions:
-            return
-        status = await self._serve_status()
-        for version in sorted(versions):
-            app = status.applications.get(app_name(model, version))
-            if app is None or app.status != "RUNNING":
+        """Every version RUNNING, or a refusal that says why. A version Serve is still
+        (re)deploying gets `settle_s` to come up: Serve restarts a replica whose health check
+        was late on a busy host, and an action should not fail on that blip."""
+        deadline = time.monotonic() + self.settle_s
+        while versions:
+            status = await self._serve_status()
+            waiting = []
+            for version in sorted(versions):
+                app = status.applications.get(app_name(model, version))
+                if app is not None and app.status == "RUNNING":
+                    continue
                 state = "not deployed" if app is None else app.status
                 problem = diagnose(app) if app else None
-                raise Invalid(
+                reason = (
                     f"version {version} of {model} is {state}"
                     + (f" ({problem})" if problem else "")
                     + "; deploy it and wait until it is RUNNING"
                 )
+                if app is None or app.status != "DEPLOYING" or problem:
+                    raise Invalid(reason)
+                waiting.append(reason)
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise Invalid(waiting[0])
+            await asyncio.sleep(0.5)
 
     async def _apply(self, new: ModelState, wait_for: tuple[str, ...]) -> None:
         await self.refresh_cluster()

@@ -25,7 +25,7 @@ from agent.collectors.host import HostCollector
 from agent.collectors.serve_state import ServeCollector
 from agent.config import AgentConfig, load_agent_config
 from agent.controller import Controller
-from agent.ingest import ingest_once
+from agent.ingest import IngestWriteError, clean_bad, ingest_once
 from agent.replay import Replayer
 from agent.request_log import LocalRequestLog
 from agent.rollouts import Rollouts
@@ -80,7 +80,10 @@ class Agent:
     def __init__(self, config: AgentConfig, nvml: Any = None) -> None:
         self.config = config
         self.store = Store(
-            config.db_path, threads=config.duckdb.threads, memory_limit=config.duckdb.memory_limit
+            config.db_path,
+            threads=config.duckdb.threads,
+            memory_limit=config.duckdb.memory_limit,
+            model_store=config.store_path,
         )
         self.token = ensure_secret(config.token_path)
         self.gpu = GpuCollector(nvml=nvml)
@@ -104,6 +107,7 @@ class Agent:
             token=self.token,
             gpu=self.gpu,
             requests=self.requests,
+            spool=config.spool_path,
             collectors=self.collectors,
             controller=self.controller,
             replayer=replayer,
@@ -112,6 +116,7 @@ class Agent:
         self.tasks: list[asyncio.Task[None]] = []
         self.server: uvicorn.Server | None = None
         self.pending: dict[str, list[dict[str, Any]]] = {}  # samples not yet in DuckDB
+        self.ingest_failures = 0
 
     def _make_controller(self) -> Controller:
         ctl = self.config.controller
@@ -129,6 +134,7 @@ class Agent:
             spool_dir=self.config.spool_path.resolve(),
             replay_token=replay_token,
             apply_timeout_s=ctl.apply_timeout_s,
+            settle_s=ctl.settle_s,
         )
 
     async def _every(self, name: str, interval: float, step: Callable[[], Awaitable[None]]) -> None:
@@ -173,15 +179,27 @@ class Agent:
         self._pend("gpu_samples", rows)
 
     async def _ingest(self) -> None:
-        result = await asyncio.to_thread(ingest_once, self.store, self.config.spool_path)
+        """A write failure (a full disk) leaves the files in the spool and raises: `_every`
+        records it as this collector's error (health says degraded) and logs it."""
+        try:
+            result = await asyncio.to_thread(ingest_once, self.store, self.config.spool_path)
+        except IngestWriteError:
+            self.ingest_failures += 1
+            raise
         if result.rows_read:
             log.debug("ingested %d rows from %d files", result.rows_inserted, result.files)
 
     async def _retention(self) -> None:
         r = self.config.retention
         await asyncio.to_thread(
-            self.store.apply_retention, r.raw_hours, r.rollup_step_s, r.rollup_days, r.requests_days
+            self.store.apply_retention,
+            r.raw_hours,
+            r.rollup_step_s,
+            r.rollup_days,
+            r.requests_days,
+            r.summary_days,
         )
+        await asyncio.to_thread(clean_bad, self.config.spool_path, r.requests_days * 86400)
 
     async def _serve(self, collector: ServeCollector) -> None:
         rows = await collector.sample()

@@ -11,13 +11,15 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from agent.errors import Conflict
 from agent.schemas.host import LatencyPoint
 from agent.schemas.requests import RequestRow
-from agent.store import Store, naive_utc
+from agent.store import Store, naive_utc, utcnow
+from agent.summaries import VersionBins, minute_window
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,8 +30,6 @@ FAILED = "(status >= 500 OR fallback_from IS NOT NULL)"
 LABELS = """list_transform(
     from_json({col}, '{{"predictions": [{{"label": "VARCHAR"}}]}}').predictions,
     lambda p: p.label)"""
-# Drift counts a feature with more distinct values than this on GRID equal-width bins.
-GRID = 2048
 REFERENCE = -1  # the bucket number of the reference sample
 # Columns of the log that a listing leaves out (bodies) and that no reader needs.
 _INTERNAL = "sticky_key_hash, dropped_total, ingested_at"
@@ -126,10 +126,6 @@ class RequestLog(Protocol):
     def originals(self, model: str, request_ids: list[str]) -> list[Original]: ...
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _bodies(row: dict[str, Any]) -> dict[str, Any]:
     for key in ("input", "output"):
         with contextlib.suppress(ValueError, TypeError):  # else keep the text as it came
@@ -137,18 +133,32 @@ def _bodies(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _current_sql(buckets: int) -> str:
-    """Parsed bodies of a version's successful primary calls, with their time bucket."""
-    return f"""
-        SELECT least(floor((epoch(ts) - epoch(?::TIMESTAMP)) / ?), {buckets - 1})::INTEGER
-                   AS bucket,
-               from_json(input, '{{"instances": "DOUBLE[][]"}}').instances AS xs,
-               from_json(output, '{{"predictions": [{{"label": "VARCHAR"}}]}}').predictions
-                   AS ps
-        FROM requests
-        WHERE model = ? AND version = ? AND role = 'primary' AND status = 200
-          AND ts >= ? AND ts < ?
-    """
+def counts_on_bins(
+    vb: VersionBins, indexes: list[int], buckets: int, rows: dict[str, Any]
+) -> FeatureCounts:
+    """Summed (bucket, feature, bin, n, vsum) rows as (values, counts) per (bucket, feature),
+    with the reference's counts under bucket REFERENCE. Every bucket of a feature shares one
+    grid of values: the bins' upper edges, and the two outer bins at the mean of what fell in
+    them (the reference has none there)."""
+    import numpy as np
+
+    out: FeatureCounts = {}
+    bucket, feature = rows["bucket"], rows["feature"]
+    for i in indexes:
+        b = vb.bins[i]
+        mine = feature == i
+        n = np.zeros((buckets, b.count), dtype=np.int64)
+        vsum = np.zeros(b.count)
+        np.add.at(n, (bucket[mine], rows["bin"][mine]), rows["n"][mine])
+        np.add.at(vsum, rows["bin"][mine], rows["vsum"][mine])
+        low, high = n[:, 0].sum(), n[:, -1].sum()
+        values = b.values(
+            below=vsum[0] / low if low else None, above=vsum[-1] / high if high else None
+        )
+        out[(REFERENCE, i)] = (values, vb.reference_counts[i])
+        for k in range(buckets):
+            out[(k, i)] = (values, n[k])
+    return out
 
 
 class LocalRequestLog:
@@ -193,27 +203,69 @@ class LocalRequestLog:
         until: datetime,
         step_s: int,
     ) -> list[LatencyPoint]:
-        rows = self.store.query(
-            f"""
-            SELECT t, model, version, requests, error_rate, p50_ms, p95_ms, p99_ms,
-                   -- the first and last buckets are cut by the window: divide by what is in it
-                   requests / greatest(epoch(least(t + to_seconds(?), ?::TIMESTAMP))
-                                       - epoch(greatest(t, ?::TIMESTAMP)), 1.0) AS rps
-            FROM (
-                SELECT time_bucket(to_seconds(?), ts) AS t, model, version, count(*) AS requests,
-                       avg(CASE WHEN {FAILED} THEN 1 ELSE 0 END) AS error_rate,
-                       quantile_cont(total_ms, 0.5) AS p50_ms,
-                       quantile_cont(total_ms, 0.95) AS p95_ms,
-                       quantile_cont(total_ms, 0.99) AS p99_ms
-                FROM requests
-                WHERE role = 'primary' AND ts >= ? AND ts < ?
-                  AND (?::VARCHAR IS NULL OR model = ?) AND (?::VARCHAR IS NULL OR version = ?)
-                GROUP BY ALL
-            ) ORDER BY t, model, version
-            """,
-            [step_s, until, since, step_s, since, until, model, model, version, version],
+        """Primary calls per version in buckets of `step_s` (at least a minute: summaries
+        are per minute), from the summaries: requests, rps, error rate and quantiles."""
+        import numpy as np
+
+        from agent.analysis.bins import latency_quantiles
+
+        since, until = minute_window(naive_utc(since), naive_utc(until))
+        step_s = max(60, step_s - step_s % 60)
+        where = (
+            "role = 'primary' AND minute >= $since AND minute < $until"
+            " AND ($model::VARCHAR IS NULL OR model = $model)"
+            " AND ($version::VARCHAR IS NULL OR version = $version)"
         )
-        return [LatencyPoint(**r) for r in rows]
+        params: dict[str, Any] = {"since": since, "until": until, "step": step_s}
+        params.update(model=model, version=version)
+        calls = self.store.query(
+            f"""SELECT time_bucket(to_seconds($step), minute, $since) AS t, model, version,
+                       sum(calls)::BIGINT AS calls, sum(errors)::BIGINT AS errors,
+                       max(minute) AS last
+                FROM summary_calls WHERE {where} GROUP BY ALL ORDER BY t, model, version""",
+            params,
+        )
+        hist: dict[tuple[Any, str, str], tuple[list[int], list[int]]] = {}
+        for r in self.store.query(
+            f"""SELECT time_bucket(to_seconds($step), minute, $since) AS t, model, version, bin,
+                       sum(n)::BIGINT AS n
+                FROM summary_latency WHERE {where} GROUP BY ALL""",
+            params,
+        ):
+            bins, counts = hist.setdefault((r["t"], r["model"], r["version"]), ([], []))
+            bins.append(r["bin"])
+            counts.append(r["n"])
+        now = utcnow()
+        points = []
+        for r in calls:
+            bins, counts = hist.get((r["t"], r["model"], r["version"]), ([], []))
+            p50, p95, p99 = latency_quantiles(np.array(bins), np.array(counts), (0.5, 0.95, 0.99))
+            # The last bucket may still be filling: divide by the time it has covered.
+            end = min(r["t"] + timedelta(seconds=step_s), until, now)
+            seconds = max((end - max(r["t"], since)).total_seconds(), 1.0)
+            points.append(
+                LatencyPoint(
+                    t=r["t"],
+                    model=r["model"],
+                    version=r["version"],
+                    requests=r["calls"],
+                    rps=r["calls"] / seconds,
+                    error_rate=r["errors"] / r["calls"] if r["calls"] else 0.0,
+                    p50_ms=p50,
+                    p95_ms=p95,
+                    p99_ms=p99,
+                )
+            )
+        return points
+
+    def _bins(self, source: DriftSource) -> VersionBins:
+        bins = self.store.summaries.bins(source.model, source.version)
+        if bins is None:
+            raise Conflict(
+                f"{source.model}/{source.version} has no reference sample in this agent's"
+                " model store, so its traffic's features were not summarised"
+            )
+        return bins
 
     def feature_counts(
         self,
@@ -223,82 +275,59 @@ class LocalRequestLog:
         buckets: int = 1,
         only: list[int] | None = None,
     ) -> FeatureCounts:
-        """(bucket, feature index) → (values, counts); bucket REFERENCE is the reference
-        sample. A feature with more than GRID distinct values is counted on GRID equal-width
-        bins between its minimum and maximum: KS is then exact up to the mass of one bin."""
-        import numpy as np
-
+        """(bucket, feature index) → (values, counts) on the version's fixed bins, from the
+        summaries of the whole minutes covering [since, until); bucket REFERENCE is the
+        reference sample on the same bins."""
+        vb = self._bins(source)
+        since, until = minute_window(naive_utc(since), naive_utc(until))
         indexes = only if only is not None else list(range(len(source.features)))
-        columns = ", ".join(f"{_quote(source.features[i])}::DOUBLE" for i in indexes)
         width = max((until - since).total_seconds() / buckets, 1e-6)
-        rows = self.store.query(
+        rows = self.store.query_arrays(
             f"""
-            WITH ref AS (SELECT [{columns}] AS x FROM read_parquet(?)),
-            instances AS (SELECT bucket, unnest(xs) AS x FROM ({_current_sql(buckets)})),
-            cur AS (SELECT bucket, list_select(x, ?::INTEGER[]) AS x FROM instances),
-            long AS (
-                SELECT {REFERENCE} AS bucket, f, x[f + 1] AS v FROM ref, range(?) t(f)
-                UNION ALL
-                SELECT bucket, f, x[f + 1] AS v FROM cur, range(?) t(f)
-            ),
-            clean AS (SELECT * FROM long WHERE v IS NOT NULL AND isfinite(v)),
-            bounds AS (
-                SELECT f, count(DISTINCT v) AS nd, min(v) AS lo, max(v) AS hi
-                FROM clean GROUP BY f
-            )
-            SELECT bucket, f,
-                   CASE WHEN nd <= {GRID} OR hi = lo THEN v
-                        ELSE lo + (least(floor((v - lo) / (hi - lo) * {GRID}), {GRID - 1}) + 0.5)
-                                  * (hi - lo) / {GRID}
-                   END AS v,
-                   count(*) AS n
-            FROM clean JOIN bounds USING (f)
+            SELECT least(floor((epoch(minute) - epoch($since)) / $width), {buckets - 1})::INTEGER
+                       AS bucket, feature, bin, sum(n)::BIGINT AS n, sum(vsum) AS vsum
+            FROM summary_features
+            WHERE model = $model AND version = $version AND minute >= $since
+              AND minute < $until AND list_contains($only, feature)
             GROUP BY ALL
-            ORDER BY bucket, f, v
             """,
-            [
-                str(source.reference),
-                since,
-                width,
-                source.model,
-                source.version,
-                since,
-                until,
-                [i + 1 for i in indexes],
-                len(indexes),
-                len(indexes),
-            ],
+            {
+                "since": since,
+                "until": until,
+                "width": width,
+                "model": source.model,
+                "version": source.version,
+                "only": indexes,
+            },
         )
-        grouped: dict[tuple[int, int], tuple[list[float], list[int]]] = {}
-        for r in rows:
-            values, counts = grouped.setdefault((r["bucket"], indexes[r["f"]]), ([], []))
-            values.append(r["v"])
-            counts.append(r["n"])
-        return {k: (np.array(v, dtype=float), np.array(c)) for k, (v, c) in grouped.items()}
+        return counts_on_bins(vb, indexes, buckets, rows)
 
     def label_counts(
         self, source: DriftSource, since: datetime, until: datetime, buckets: int = 1
     ) -> dict[int, dict[str, int]] | None:
         """Predicted labels per bucket, or None when the reference sample has no predictions."""
-        described = self.store.query(
-            "DESCRIBE SELECT * FROM read_parquet(?)", [str(source.reference)]
-        )
-        if "prediction" not in {r["column_name"] for r in described}:
+        vb = self._bins(source)
+        if vb.reference_labels is None:
             return None
+        since, until = minute_window(naive_utc(since), naive_utc(until))
         width = max((until - since).total_seconds() / buckets, 1e-6)
         rows = self.store.query(
             f"""
-            SELECT {REFERENCE} AS bucket, prediction::VARCHAR AS label, count(*) AS n
-            FROM read_parquet(?) GROUP BY ALL
-            UNION ALL
-            SELECT bucket, p.label, count(*) AS n
-            FROM (SELECT bucket, unnest(ps) AS p FROM ({_current_sql(buckets)}))
-            WHERE p.label IS NOT NULL
+            SELECT least(floor((epoch(minute) - epoch($since)) / $width), {buckets - 1})::INTEGER
+                       AS bucket, label, sum(n)::BIGINT AS n
+            FROM summary_labels
+            WHERE model = $model AND version = $version AND minute >= $since AND minute < $until
             GROUP BY ALL
             """,
-            [str(source.reference), since, width, source.model, source.version, since, until],
+            {
+                "since": since,
+                "until": until,
+                "width": width,
+                "model": source.model,
+                "version": source.version,
+            },
         )
-        out: dict[int, dict[str, int]] = {}
+        out: dict[int, dict[str, int]] = {REFERENCE: dict(vb.reference_labels)}
         for r in rows:
             out.setdefault(r["bucket"], {})[r["label"]] = r["n"]
         return out
@@ -342,7 +371,7 @@ class LocalRequestLog:
                                     IS DISTINCT FROM {LABELS.format(col="s.output")})
                        AS disagreements
             FROM requests p JOIN requests s
-              ON s.request_id = p.request_id AND s.role = 'shadow' AND s.version = $stable
+              ON s.pair_id = p.call_id AND s.role = 'shadow' AND s.version = $stable
             WHERE p.model = $model AND p.role = 'primary' AND p.version = $canary
               AND p.status = 200 AND s.status = 200 AND p.ts >= $since AND p.ts < $until
             """,

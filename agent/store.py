@@ -7,6 +7,7 @@ the agent, every thread works on its own cursor of the one connection.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -18,6 +19,9 @@ from typing import Any
 
 import duckdb
 
+from agent.summaries import SCHEMA as SUMMARY_SCHEMA
+from agent.summaries import SUMMARY_TABLES, Summaries
+from serve.model_store import ModelStore
 from serve.request_record import SPOOL_COLUMNS
 
 # The request spool contract, defined once where the routers write it.
@@ -100,7 +104,8 @@ def _rollup_sql(columns: list[str]) -> str:
     return ", ".join(f'"{c}_avg" DOUBLE, "{c}_max" DOUBLE' for c in columns)
 
 
-SCHEMA = f"""
+SCHEMA = (
+    f"""
 CREATE TABLE IF NOT EXISTS host_samples ({_columns_sql(HOST_COLUMNS)});
 CREATE TABLE IF NOT EXISTS host_rollup (ts TIMESTAMP PRIMARY KEY, {_rollup_sql(HOST_ROLLUP)},
     samples INTEGER);
@@ -116,6 +121,8 @@ CREATE TABLE IF NOT EXISTS audit (id BIGINT PRIMARY KEY DEFAULT nextval('audit_i
     before VARCHAR, after VARCHAR, result VARCHAR, error VARCHAR);
 CREATE TABLE IF NOT EXISTS kv (key VARCHAR PRIMARY KEY, value VARCHAR, updated TIMESTAMP);
 """
+    + SUMMARY_SCHEMA
+)
 
 
 def utcnow() -> datetime:
@@ -130,8 +137,14 @@ def naive_utc(value: datetime) -> datetime:
 
 class Store:
     def __init__(
-        self, path: Path | str, threads: int | None = None, memory_limit: str | None = None
+        self,
+        path: Path | str,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+        model_store: Path | str | None = None,
     ) -> None:
+        """`model_store`: where versions' reference samples are, to summarise input features
+        at ingest (without one, calls, latency and labels are still summarised)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         config: dict[str, str | bool | int | float | list[str]] = {}
@@ -151,6 +164,20 @@ class Store:
         self._write_lock = threading.Lock()
         self.con.execute(SCHEMA)
         self._drop_request_key()
+        self._add_request_columns()
+        self.summaries = Summaries(ModelStore(model_store) if model_store else None)
+
+    def _add_request_columns(self) -> None:
+        """Files from older agents lack columns the spool contract gained since."""
+        have = {
+            r[0]
+            for r in self.con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = 'requests'"
+            ).fetchall()
+        }
+        for name, kind in REQUEST_COLUMNS.items():
+            if name not in have:
+                self.con.execute(f'ALTER TABLE requests ADD COLUMN "{name}" {kind}')
 
     def _drop_request_key(self) -> None:
         """Files from agent 0.1.0 kept a primary key on requests; ingest dedups without it
@@ -207,7 +234,10 @@ class Store:
                 yield cur
                 cur.execute("COMMIT")
             except BaseException:
-                cur.execute("ROLLBACK")
+                # A failed COMMIT has rolled back already; ROLLBACK then raises "no
+                # transaction is active", which must not hide the real error.
+                with contextlib.suppress(duckdb.Error):
+                    cur.execute("ROLLBACK")
                 raise
 
     # -- telemetry --------------------------------------------------------------------------
@@ -273,7 +303,12 @@ class Store:
 
     # -- retention ---------------------------------------------------------------------------
     def apply_retention(
-        self, raw_hours: float, rollup_step_s: int, rollup_days: float, requests_days: float
+        self,
+        raw_hours: float,
+        rollup_step_s: int,
+        rollup_days: float,
+        requests_days: float,
+        summary_days: float = 30,
     ) -> dict[str, int]:
         """Roll raw samples older than `raw_hours` into aggregates, then drop them."""
         now = utcnow()
@@ -293,7 +328,9 @@ class Store:
                 f" WHERE ts < ? GROUP BY t, uuid",
                 [rollup_step_s, raw_cut],
             )
+            summary_cut = now - timedelta(days=summary_days)
             for table, cut in (
+                *((t, summary_cut) for t in SUMMARY_TABLES),
                 ("host_samples", raw_cut),
                 ("gpu_samples", raw_cut),
                 ("serve_samples", raw_cut),
@@ -301,7 +338,8 @@ class Store:
                 ("gpu_rollup", now - timedelta(days=rollup_days)),
                 ("requests", now - timedelta(days=requests_days)),
             ):
-                deleted = cur.execute(f"DELETE FROM {table} WHERE ts < ?", [cut]).fetchall()
+                column = "minute" if table in SUMMARY_TABLES else "ts"
+                deleted = cur.execute(f"DELETE FROM {table} WHERE {column} < ?", [cut]).fetchall()
                 out[table] = int(deleted[0][0]) if deleted else 0
         return out
 

@@ -13,6 +13,12 @@ RESERVED_VERSIONS = frozenset({"router"})
 REPLAY_TOKEN_HEADER = "x-trackside-replay-token"
 REPLAY_VERSION_HEADER = "x-trackside-version"
 REPLAY_OF_HEADER = "x-trackside-replay-of"  # the request id the replay reproduces
+# Set in a Ray node's environment (`ray start`), read by the router replicas on that node:
+# the host name their records carry, and the spool folder they write. Unset, a replica uses
+# the machine's hostname and the folder in the router's config; several nodes on one machine
+# (the local fleet, the tests) set them so each "host" has its own.
+HOST_ENV = "TRACKSIDE_HOST"
+SPOOL_ENV = "TRACKSIDE_SPOOL_DIR"
 
 
 class InvalidName(ValueError):

@@ -6,7 +6,8 @@ The agent ingests these files into its `requests` table; `SPOOL_COLUMNS` is the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -33,7 +34,15 @@ SPOOL_COLUMNS: dict[str, str] = {
     "primary_request_id": "VARCHAR",  # shadow → its primary; replay → the original request
     "fallback_from": "VARCHAR",  # the version that failed when a fallback answered
     "dropped_total": "BIGINT",  # records this replica had dropped when the file was written
+    # The router's own id of this model call: the log's key. Clients choose request ids, so
+    # two calls may share one; no two calls share a call_id.
+    "call_id": "VARCHAR",
+    "pair_id": "VARCHAR",  # a shadow copy → the call_id of the primary call it copies
 }
+
+
+def new_call_id() -> str:
+    return uuid.uuid4().hex
 
 
 @dataclass(slots=True)
@@ -56,3 +65,5 @@ class RequestRecord:
     sticky_key_hash: str | None = None
     primary_request_id: str | None = None
     fallback_from: str | None = None
+    call_id: str = field(default_factory=new_call_id)
+    pair_id: str | None = None

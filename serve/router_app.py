@@ -7,6 +7,8 @@ Two deployments make the application:
 - `Router`, the ingress, any number of replicas. Each long-polls `RoutingTable.watch`, which
   answers every waiting replica the moment the table changes, so all replicas switch
   together instead of Serve's 20%-at-a-time rolling reconfigure.
+
+Both live here because they are one Serve application (its builder is `build`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import random
 import socket
 import time
@@ -31,9 +34,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from serve.model_config import RouterUserConfig
-from serve.names import REPLAY_OF_HEADER, REPLAY_TOKEN_HEADER, REPLAY_VERSION_HEADER, app_name
+from serve.names import (
+    HOST_ENV,
+    REPLAY_OF_HEADER,
+    REPLAY_TOKEN_HEADER,
+    REPLAY_VERSION_HEADER,
+    SPOOL_ENV,
+    app_name,
+)
 from serve.ray_hardening import bind_replica_grpc_to_node_ip
-from serve.request_record import RequestRecord, Role
+from serve.request_record import RequestRecord, Role, new_call_id
 from serve.routing import choose_version, fallback_version, shadow_version
 from serve.routing_table import RoutingTable
 from serve.spool import SpoolWriter
@@ -90,7 +100,8 @@ class Router:
         self.table: RoutingTable | None = None
         self._ready = asyncio.Event()
         self._handles: dict[str, DeploymentHandle] = {}
-        self.host = socket.gethostname()
+        self.host = os.environ.get(HOST_ENV) or socket.gethostname()
+        spool_dir = os.environ.get(SPOOL_ENV) or spool_dir
         self.replica = serve.get_replica_context().replica_tag
         self.settings = RouterUserConfig()
         self.spool = SpoolWriter(spool_dir, f"{model}-{self.replica}") if spool_dir else None
@@ -227,6 +238,7 @@ class Router:
         headers["x-model-version"] = version
         if fallback_from:
             headers["x-trackside-fallback-from"] = fallback_from
+        call_id = new_call_id()
         self._log_call(
             request_id,
             ts,
@@ -242,11 +254,12 @@ class Router:
             sticky_key_hash=_hash_key(sticky_key) if sticky_key else None,
             primary_request_id=request.headers.get(REPLAY_OF_HEADER) if forced else None,
             fallback_from=fallback_from,
+            call_id=call_id,
         )
         if not forced:
             shadow = shadow_version(table, version, random.random())
             if shadow is not None:
-                self._send_shadow(shadow, bytes(body), request_id, table)
+                self._send_shadow(shadow, bytes(body), request_id, call_id, table)
         return Response(out, status, headers=headers, media_type="application/json")
 
     def _error_body(
@@ -275,7 +288,9 @@ class Router:
         presented = hashlib.sha256(token.encode()).hexdigest()
         return version if hmac.compare_digest(presented, expected) else None
 
-    def _send_shadow(self, version: str, body: bytes, request_id: str, table: RoutingTable) -> None:
+    def _send_shadow(
+        self, version: str, body: bytes, request_id: str, call_id: str, table: RoutingTable
+    ) -> None:
         if self.in_flight > self.settings.shadow_shed_above:
             self.shadows_shed += 1
             if self.shadows_shed == 1 or self.shadows_shed % 1000 == 0:
@@ -287,11 +302,13 @@ class Router:
                 )
             return
         self.shadows_sent += 1
-        self._spawn(self._shadow(version, body, request_id, table))
+        self._spawn(self._shadow(version, body, request_id, call_id, table))
 
     async def _shadow(
-        self, version: str, body: bytes, request_id: str, table: RoutingTable
+        self, version: str, body: bytes, request_id: str, call_id: str, table: RoutingTable
     ) -> None:
+        """Send a copy to `version`; its record pairs with the primary by the router's own
+        call id (`pair_id`), never by the request id a client chose."""
         started = time.perf_counter()
         ts = datetime.now(UTC)
         answer, error, status = None, None, 0
@@ -316,6 +333,7 @@ class Router:
             body,
             output,
             primary_request_id=request_id,
+            pair_id=call_id,
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -337,6 +355,7 @@ class Router:
         started: float,
         body: bytes,
         output: bytes | None,
+        call_id: str | None = None,
         **extra: str | None,
     ) -> None:
         """One record per model call (the spool contract), built in one place."""
@@ -357,6 +376,7 @@ class Router:
                 sha256=answer["sha256"] if answer else None,
                 host=self.host,
                 replica=self.replica,
+                call_id=call_id or new_call_id(),
                 **extra,
             )
         )

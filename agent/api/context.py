@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
@@ -14,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from agent.collectors.gpu import GpuCollector
 from agent.controller import Controller
+from agent.defaults import DATA_DIR
 from agent.errors import Conflict, Invalid
 from agent.replay import Replayer
 from agent.request_log import RequestLog
@@ -29,6 +31,7 @@ class AgentContext:
     token: str
     gpu: GpuCollector
     requests: RequestLog
+    spool: Path = DATA_DIR / "spool"
     collectors: dict[str, str] = field(default_factory=dict)  # name → status, kept by the daemon
     controller: Controller | None = None
     replayer: Replayer | None = None

@@ -12,7 +12,9 @@ from typing import Annotated, Any
 import psutil
 from fastapi import APIRouter, Depends, Query
 
-from agent.api.context import Context, authorized, time_window
+from agent.api.context import AgentContext, Context, authorized, time_window
+from agent.api.health import failing
+from agent.ingest import BAD, bad_files
 from agent.schemas.host import GpuInfo, HostInfo, LatencyPoint
 from agent.store import GPU_ROLLUP, HOST_ROLLUP
 
@@ -39,7 +41,23 @@ def host(ctx: Context) -> HostInfo:
         mem_total=psutil.virtual_memory().total,
         started_at=ctx.started_at,
         collectors=dict(ctx.collectors),
+        problems=host_problems(ctx),
     )
+
+
+def host_problems(ctx: AgentContext) -> list[str]:
+    out = [
+        f"{name}: {state}"
+        for name, state in sorted(ctx.collectors.items())
+        if name in failing(ctx.collectors)
+    ]
+    count, size = bad_files(ctx.spool)
+    if count:
+        out.append(
+            f"{count} spool files ({size / 1e6:.1f} MB) could not be read and were set aside"
+            f" in {ctx.spool / BAD}"
+        )
+    return out
 
 
 @router.get("/v1/telemetry/host")

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from agent.schemas.common import AGENT_VERSION, UtcDatetime
 
 
 class Health(BaseModel):
-    status: Literal["ok"] = "ok"
+    """Without a token: whether the agent is well, and which of its parts is not (the details
+    are in /v1/host, behind the token)."""
+
+    status: Literal["ok", "degraded"] = "ok"
     version: str = AGENT_VERSION
+    failing: list[str] = Field(default_factory=list, description="collectors in error")
 
 
 class GpuInfo(BaseModel):
@@ -31,6 +35,9 @@ class HostInfo(BaseModel):
     mem_total: int
     started_at: UtcDatetime
     collectors: dict[str, str]
+    problems: list[str] = Field(
+        default_factory=list, description="what needs a person, in plain words"
+    )
 
 
 class LatencyPoint(BaseModel):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -17,6 +18,7 @@ import psutil
 
 from agent.ingest import ingest_once
 from agent.store import REQUEST_COLUMNS, Store
+from scripts.bench.spool_files import write_spool
 from serve.local_cluster import free_port
 
 
@@ -63,23 +65,14 @@ def idle_cost(seconds: float, tmp: Path, command) -> tuple[float, float]:
 
 def make_spool(folder: Path, rows: int, files: int) -> None:
     """Contract-shaped Parquet files, generated inside DuckDB (as fast as the writer can be)."""
-    folder.mkdir(parents=True)
-    per = rows // files
     con = duckdb.connect()
     body = '{"instances": [[' + ",".join(["1.0"] * 64) + "]]}"
-    for f in range(files):
-        con.execute(
-            f"""COPY (SELECT 'req-{f}-' || i AS request_id, now()::TIMESTAMP AS ts,
-                'digits' AS model, 'v' || (i % 2 + 1) AS version, 'primary' AS role,
-                1::BIGINT AS route_version,
-                200::SMALLINT AS status, NULL::VARCHAR AS error, random() * 5 AS latency_ms,
-                random() * 9 AS total_ms, '{body}' AS input,
-                '{{"predictions":[{{"label":3}}]}}' AS output, 'ab' AS sha256, 'h' AS host,
-                'rep' AS replica, NULL::VARCHAR AS sticky_key_hash,
-                NULL::VARCHAR AS primary_request_id, NULL::VARCHAR AS fallback_from,
-                0::BIGINT AS dropped_total
-              FROM range({per}) t(i)) TO '{folder}/{f:04d}.parquet' (FORMAT parquet)"""
-        )
+    con.execute(
+        f"CREATE VIEW calls AS SELECT i, '{body}' AS input,"
+        ' \'{"predictions":[{"label":3}]}\' AS output FROM range(?) t(i)',
+        [rows],
+    )
+    write_spool(con, "calls", folder, rows, files, datetime.now(UTC), 60.0, "digits", "v1")
     con.close()
 
 
@@ -92,7 +85,9 @@ def ingest_rate(tmp: Path, rows: int) -> tuple[float, float]:
     cols = ", ".join(f'"{c}" {t}' for c, t in REQUEST_COLUMNS.items())
     floor_db.execute(f"CREATE TABLE requests ({cols})")
     t0 = time.perf_counter()
-    floor_db.execute(f"INSERT INTO requests SELECT * FROM read_parquet('{spool}/*.parquet')")
+    floor_db.execute(
+        f"INSERT INTO requests SELECT * FROM read_parquet('{spool}/*.parquet', union_by_name=1)"
+    )
     floor = rows / (time.perf_counter() - t0)
     floor_db.close()
     store = Store(tmp / "agent.duckdb")

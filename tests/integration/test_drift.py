@@ -29,8 +29,8 @@ BAND = [f"px_3_{c}" for c in range(8)]  # the fourth pixel row
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "agent.duckdb")
+def store(tmp_path, demo_store):
+    s = Store(tmp_path / "agent.duckdb", model_store=demo_store.root)
     yield s
     s.close()
 
@@ -181,7 +181,8 @@ def spool_traffic(agent: AgentProcess, rows, labels, start: datetime, span_s: fl
 
 def test_drift_api_reports_histograms_and_a_timeline(drift_agent, source):
     _, held_out, _, held_labels = split()
-    start = datetime.now(UTC) - timedelta(minutes=20)
+    # Summaries are per minute: a timeline's slices are whole minutes.
+    start = (datetime.now(UTC) - timedelta(minutes=20)).replace(second=0, microsecond=0)
     spool_traffic(drift_agent, held_out.tolist(), held_labels, start, 300)
     bright = brightened(held_out, source.features)
     spool_traffic(

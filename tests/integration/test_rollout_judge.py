@@ -48,17 +48,16 @@ def traffic(n: int, canary_fails: int = 0, disagree: int = 0, canary_ms: float =
         ts = T0 + timedelta(seconds=i)
         out.append(make_record(i, request_id=f"s-{i}", ts=ts, version="v1", total_ms=10.0 + i % 3))
         failed = i < canary_fails
-        out.append(
-            make_record(
-                i,
-                request_id=f"c-{i}",
-                ts=ts,
-                version="v1" if failed else "v2",
-                fallback_from="v2" if failed else None,
-                total_ms=canary_ms + i % 3,
-                output=answer(1),
-            )
+        canary = make_record(
+            i,
+            request_id=f"c-{i}",
+            ts=ts,
+            version="v1" if failed else "v2",
+            fallback_from="v2" if failed else None,
+            total_ms=canary_ms + i % 3,
+            output=answer(1),
         )
+        out.append(canary)
         if not failed:
             out.append(
                 make_record(
@@ -68,6 +67,7 @@ def traffic(n: int, canary_fails: int = 0, disagree: int = 0, canary_ms: float =
                     role="shadow",
                     version="v1",
                     primary_request_id=f"c-{i}",
+                    pair_id=canary.call_id,  # the router pairs by its own call id
                     output=answer(2 if i < disagree else 1),
                 )
             )

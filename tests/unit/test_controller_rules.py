@@ -73,6 +73,7 @@ def controller(tmp_path, demo_store, fake: FakeServe) -> Controller:
         target=ServeTarget(store_root=demo_store.root, http_port=18000),
         spool_dir=tmp_path / "spool",
         replay_token="t",
+        settle_s=0.5,
     )
     table = RoutingTable(route_version=4, weights={"v1": 100})
     store.put_state(
