@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test test-unit lint bench clean
+.PHONY: venv demo fleet fleet-down test test-unit lint bench clean
 
 venv: $(STAMP)
 
@@ -18,6 +18,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m scripts.demo
 
+# A fleet on this machine: three Ray nodes, an agent each, the controller on the head.
+fleet: $(STAMP)
+	$(PY) -m scripts.fleet up --nodes 3
+
+fleet-down: $(STAMP)
+	$(PY) -m scripts.fleet down
+
 test: lint
 	$(PY) -m pytest -q
 
@@ -29,7 +36,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-BENCHES := router_overhead agent_cost console
+BENCHES := router_overhead agent_cost console drift
 
 bench: $(STAMP)
 	@for b in $(BENCHES); do echo "== $$b"; $(PY) -m scripts.bench.$$b || exit 1; done

@@ -22,11 +22,12 @@ from pydantic import TypeAdapter
 from agent.defaults import DEFAULT_URL, TOKEN_FILE
 from agent.fleet_file import Fleet, HostEntry, load_fleet
 from agent.schemas.audit import AuditEntry
+from agent.schemas.coverage import Coverage, MissingHost
 from agent.schemas.drift import DriftHistogram, DriftPoint, DriftReport, FeatureDrift
 from agent.schemas.host import Health, HostInfo, LatencyPoint
 from agent.schemas.models import ActionResult, ModelStatus, TrafficRequest
 from agent.schemas.replay import ReplayItem, ReplayReport, ReplayRequest
-from agent.schemas.requests import RequestRow
+from agent.schemas.requests import RequestDetail, RequestPage, RequestRow
 from agent.schemas.rollouts import MetricVerdict, Rollout, RolloutStart
 from serve.config_file import ConfigError
 from serve.model_config import RolloutPolicy
@@ -198,16 +199,16 @@ class _Calls:
         since: When = None,
         until: When = None,
         limit: int = 100,
-    ) -> Call[list[RequestRow]]:
+    ) -> Call[RequestPage]:
         params: dict[str, Any] = {"model": model, "version": version, "role": role}
         params["status"] = status
         params.update(since=since, until=until, limit=limit)
-        return _call(list[RequestRow], "GET", "/v1/requests", params=params)
+        return _call(RequestPage, "GET", "/v1/requests", params=params)
 
     @staticmethod
-    def request(request_id: str) -> Call[list[RequestRow]]:
+    def request(request_id: str) -> Call[RequestDetail]:
         # Clients choose request ids: "/" and "?" must reach the agent as part of the id.
-        return _call(list[RequestRow], "GET", f"/v1/requests/{quote(request_id, safe='')}")
+        return _call(RequestDetail, "GET", f"/v1/requests/{quote(request_id, safe='')}")
 
     @staticmethod
     def audit(since: When = None, limit: int = 100) -> Call[list[AuditEntry]]:
@@ -394,10 +395,10 @@ class AgentClient:
         since: When = None,
         until: When = None,
         limit: int = 100,
-    ) -> list[RequestRow]:
+    ) -> RequestPage:
         return self.send(_Calls.requests(model, version, role, status, since, until, limit))
 
-    def request(self, request_id: str) -> list[RequestRow]:
+    def request(self, request_id: str) -> RequestDetail:
         return self.send(_Calls.request(request_id))
 
     def audit(self, since: When = None, limit: int = 100) -> list[AuditEntry]:
@@ -548,10 +549,10 @@ class AsyncAgentClient:
         since: When = None,
         until: When = None,
         limit: int = 100,
-    ) -> list[RequestRow]:
+    ) -> RequestPage:
         return await self.send(_Calls.requests(model, version, role, status, since, until, limit))
 
-    async def request(self, request_id: str) -> list[RequestRow]:
+    async def request(self, request_id: str) -> RequestDetail:
         return await self.send(_Calls.request(request_id))
 
     async def audit(self, since: When = None, limit: int = 100) -> list[AuditEntry]:
@@ -616,6 +617,7 @@ __all__ = [
     "AsyncAgentClient",
     "AuditEntry",
     "ConfigError",
+    "Coverage",
     "DriftHistogram",
     "DriftPoint",
     "DriftReport",
@@ -625,9 +627,12 @@ __all__ = [
     "HostInfo",
     "LatencyPoint",
     "MetricVerdict",
+    "MissingHost",
     "ModelStatus",
     "ReplayItem",
     "ReplayReport",
+    "RequestDetail",
+    "RequestPage",
     "RequestRow",
     "Rollout",
     "RolloutPolicy",

@@ -72,6 +72,19 @@ class ControllerSettings(_Strict):
     settle_s: float = Field(15, ge=0, le=600)
 
 
+class FleetSettings(_Strict):
+    """Which agents make the fleet, for the controller's fleet-wide reads, and the token they
+    know the controller by (the same file, mode 0600, on every host)."""
+
+    file: Path | None = None  # a fleet file (configs/fleet.toml): its hosts' agents
+    from_ray: bool = False  # else the Ray cluster's alive nodes, each at agent_port
+    agent_port: int = Field(DEFAULT_PORT, ge=1, le=65535)
+    token_file: Path | None = None  # default <data_dir>/fleet.token
+    deadline_s: float = Field(2.0, gt=0, le=60)
+    host: str | None = None  # this agent's name in the fleet (default: its hostname)
+    refresh_s: float = Field(30, gt=0)  # how often Ray's node list is read again
+
+
 class AgentConfig(_Strict):
     data_dir: Path = DATA_DIR
     token_file: Path | None = None  # default <data_dir>/agent.token
@@ -82,6 +95,7 @@ class AgentConfig(_Strict):
     duckdb: DuckDBSettings = Field(default_factory=DuckDBSettings)
     model_store: ModelStoreSettings = Field(default_factory=ModelStoreSettings)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
 
     @property
     def db_path(self) -> Path:
@@ -94,6 +108,10 @@ class AgentConfig(_Strict):
     @property
     def spool_path(self) -> Path:
         return self.spool_dir or self.data_dir / "spool"
+
+    @property
+    def fleet_token_path(self) -> Path:
+        return self.fleet.token_file or self.data_dir / "fleet.token"
 
     @property
     def store_path(self) -> Path:

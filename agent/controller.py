@@ -31,6 +31,7 @@ from serve.model_store import ModelStore, StoreError
 from serve.names import InvalidName, app_name, check_version, router_app_name
 from serve.routing_table import RoutingTable, TrafficSplit
 from serve.serve_config import (
+    TABLE_DEPLOYMENT,
     ClusterResources,
     Deployed,
     Deployment,
@@ -70,6 +71,7 @@ class Controller:
         self._manifests: dict[tuple[str, str], Manifest] = {}
         self._cluster = ClusterResources()
         self.last_status: ServeStatus | None = None
+        self.needs_reconcile = False
 
     # -- state -------------------------------------------------------------------------------
     def state(self, model: str) -> ModelState:
@@ -88,8 +90,40 @@ class Controller:
                 out[model] = ModelState.model_validate(doc)
         return out
 
-    def _save(self, state: ModelState) -> None:
-        self.store.put_state(f"model:{state.model}", state.model_dump(mode="json"))
+    def _save(self, state: ModelState, who: str = "controller", action: str = "") -> None:
+        """The model's state, its route counter and the table's history row, at once."""
+        table = state.table
+        self.store.put_states(
+            {
+                f"model:{state.model}": state.model_dump(mode="json"),
+                f"route_seq:{state.model}": max(table.route_version, self._issued(state.model)),
+            },
+            history=(state.model, table.route_version, table.model_dump(mode="json"), who, action),
+        )
+
+    def _issued(self, model: str) -> int:
+        """The highest route_version ever issued for `model` (applied or not)."""
+        seq = self.store.get_state(f"route_seq:{model}") or 0
+        rows = self.store.query(
+            "SELECT max(route_version) AS m FROM routing_history WHERE model = ?", [model]
+        )
+        return max(int(seq), int(rows[0]["m"] or 0))
+
+    def next_route_version(self, model: str) -> int:
+        """A route_version never used before for `model`: taken (and stored) before the table
+        is applied, so a failed save can never lead the next action to reuse it (running
+        routers ignore a table whose number they have already seen)."""
+        current = self.state(model).table.route_version
+        number = max(current, self._issued(model)) + 1
+        self.store.put_state(f"route_seq:{model}", number)
+        return number
+
+    def routing_table(self, model: str, route_version: int) -> RoutingTable | None:
+        rows = self.store.query(
+            'SELECT "table" FROM routing_history WHERE model = ? AND route_version = ?',
+            [model, route_version],
+        )
+        return RoutingTable.model_validate_json(rows[0]["table"]) if rows else None
 
     def deployment(self, override: ModelState | None = None) -> Deployment:
         """The whole Serve config for every model, with `override` in place of its state."""
@@ -120,8 +154,53 @@ class Controller:
             table = RoutingTable(
                 route_version=1, weights={stable: 100}, sticky_header=config.router.sticky_header
             )
-            self._save(ModelState(model=model, versions=[stable], table=table, stable=stable))
+            state = ModelState(model=model, versions=[stable], table=table, stable=stable)
+            self._save(state, "controller", "bootstrap")
+        await self.reconcile("controller")
+
+    async def reconcile(self, who: str) -> list[str]:
+        """Make the stored tables and what Serve runs agree, after a start or a failed save.
+        A table Serve runs that this controller issued but could not store (its number is
+        one it handed out) is adopted; any other difference (a table from elsewhere, an older
+        one) is replaced by the stored state under a new number, so every router sees the
+        change. Each is audited; then the whole stored state is applied."""
+        status = ServeStatus.parse(await self.api.get_applications())
+        done = []
+        for model, state in self.states().items():
+            app = status.applications.get(router_app_name(model))
+            running = running_table(app.deployed_app_config if app else None)
+            if running is None or running == state.table:
+                continue
+            issued = self._issued(model)
+            if state.table.route_version < running.route_version <= issued:
+                deployed = sorted(
+                    set(state.versions)
+                    | {
+                        name.partition("--")[2]
+                        for name in status.applications
+                        if name.startswith(f"{model}--") and name != router_app_name(model)
+                    }
+                )
+                new = state.model_copy(update={"table": running, "versions": deployed})
+                note = f"adopted #{running.route_version}: Serve ran it, its save had failed"
+            else:
+                number = max(issued, running.route_version) + 1
+                table = state.table.model_copy(update={"route_version": number})
+                new = state.model_copy(update={"table": table})
+                note = (
+                    f"Serve ran #{running.route_version}, not the stored"
+                    f" #{state.table.route_version}: the stored table is applied as #{number}"
+                )
+            self._save(new, who, "reconcile")
+            self.store.audit(
+                who, "reconcile", model, {}, running.model_dump(), _dump(new.table), "ok", note
+            )
+            log.warning("reconcile %s: %s", model, note)
+            done.append(f"{model}: {note}")
+        await self.refresh_cluster()
         await self.api.put_applications(self.deployment().config)
+        self.needs_reconcile = False
+        return done
 
     # -- helpers -----------------------------------------------------------------------------
     def _stored_manifest(self, model: str, version: str) -> Manifest:
@@ -170,7 +249,9 @@ class Controller:
                 raise Invalid(waiting[0])
             await asyncio.sleep(0.5)
 
-    async def _apply(self, new: ModelState, wait_for: tuple[str, ...]) -> None:
+    async def _apply(
+        self, new: ModelState, wait_for: tuple[str, ...], who: str, action: str
+    ) -> None:
         await self.refresh_cluster()
         wanted = self.deployment(override=new)
         old_config = self.deployment().config
@@ -193,7 +274,18 @@ class Controller:
                 502,
                 f"apply failed: {exc}; the previous routing table ({in_force}) is still in force",
             ) from exc
-        self._save(new)
+        try:
+            self._save(new, who, action)
+        except Exception as exc:  # Serve runs the new table; the agent could not store it
+            log.error(
+                "applied %s #%s but could not save it: %s", new.model, new.table.route_version, exc
+            )
+            self.needs_reconcile = True
+            raise ApiError(
+                500,
+                f"Serve applied route_version {new.table.route_version} but the agent could"
+                f" not store it ({exc}); it reconciles with Serve as soon as it can write",
+            ) from exc
 
     async def _act(
         self, model: str, action: str, who: str, request: dict[str, Any], rule: Rule
@@ -211,19 +303,13 @@ class Controller:
                 after, changed = before, False
                 if plan.state is not None:
                     await self._require_running(model, plan.require_running)
-                    await self._apply(plan.state, plan.wait_for)
+                    await self._apply(plan.state, plan.wait_for, who, action)
                     after, changed = plan.state.table, True
+            except ServeAPIError as exc:  # the dashboard did not answer: refuse, audited
+                self._audit_failure(who, action, model, request, before, 502, str(exc))
+                raise ApiError(502, f"{action} {model} not applied: {exc}") from exc
             except ApiError as exc:
-                self.store.audit(
-                    who,
-                    action,
-                    model,
-                    request,
-                    _dump(before),
-                    None,
-                    "refused" if exc.status < 500 else "failed",
-                    exc.message,
-                )
+                self._audit_failure(who, action, model, request, before, exc.status, exc.message)
                 raise
             audit_id = self.store.audit(
                 who, action, model, request, _dump(before), _dump(after), "ok"
@@ -237,6 +323,22 @@ class Controller:
                 message=plan.message,
                 audit_id=audit_id,
             )
+
+    def _audit_failure(
+        self,
+        who: str,
+        action: str,
+        model: str,
+        request: dict[str, Any],
+        before: RoutingTable | None,
+        status: int,
+        message: str,
+    ) -> None:
+        try:
+            result = "refused" if status < 500 else "failed"
+            self.store.audit(who, action, model, request, _dump(before), None, result, message)
+        except Exception as exc:  # the write itself failed: the log line is all there is
+            log.error("could not audit %s %s (%s): %s", action, model, message, exc)
 
     # -- actions -------------------------------------------------------------------------------
     async def deploy(self, model: str, version: str, force: bool, who: str) -> ActionResult:
@@ -259,20 +361,20 @@ class Controller:
         self, model: str, split: TrafficSplit, who: str, sticky_header: str | None = None
     ) -> ActionResult:
         def rule(state: ModelState) -> Plan:
-            return rules.set_traffic(state, split, sticky_header, state.table.route_version + 1)
+            return rules.set_traffic(state, split, sticky_header, self.next_route_version(model))
 
         request = {**split.model_dump(mode="json"), "sticky_header": sticky_header}
         return await self._act(model, "traffic", who, request, rule)
 
     async def promote(self, model: str, version: str, who: str) -> ActionResult:
         def rule(state: ModelState) -> Plan:
-            return rules.promote(state, version, state.table.route_version + 1)
+            return rules.promote(state, version, self.next_route_version(model))
 
         return await self._act(model, "promote", who, {"version": version}, rule)
 
     async def rollback(self, model: str, to: str | None, who: str) -> ActionResult:
         def rule(state: ModelState) -> Plan:
-            return rules.rollback(state, to, state.table.route_version + 1)
+            return rules.rollback(state, to, self.next_route_version(model))
 
         return await self._act(model, "rollback", who, {"to": to}, rule)
 
@@ -328,6 +430,15 @@ class Controller:
             versions=versions,
             router_status=router.status if router else None,
         )
+
+
+def running_table(app_config: dict[str, Any] | None) -> RoutingTable | None:
+    """The routing table in a router application's deployed config, as Serve reports it."""
+    for deployment in (app_config or {}).get("deployments", []):
+        if deployment.get("name") == TABLE_DEPLOYMENT:
+            doc = (deployment.get("user_config") or {}).get("table")
+            return RoutingTable.model_validate(doc) if doc else None
+    return None
 
 
 def _dump(table: RoutingTable | None) -> Any:

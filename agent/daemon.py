@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
@@ -25,11 +27,14 @@ from agent.collectors.host import HostCollector
 from agent.collectors.serve_state import ServeCollector
 from agent.config import AgentConfig, load_agent_config
 from agent.controller import Controller
+from agent.fleet_file import load_fleet
+from agent.fleet_log import FleetRequestLog, Peer
 from agent.ingest import IngestWriteError, clean_bad, ingest_once
+from agent.local_log import LocalRequestLog
 from agent.replay import Replayer
-from agent.request_log import LocalRequestLog
+from agent.request_log import RequestLog
 from agent.rollouts import Rollouts
-from agent.secrets_file import SecretFileError, ensure_secret
+from agent.secrets_file import SecretFileError, ensure_secret, read_secret
 from agent.serve_api import ServeAPI
 from agent.store import GPU_COLUMNS, HOST_COLUMNS, SERVE_COLUMNS, Store, StoreLocked
 from serve.config_file import ConfigError
@@ -70,6 +75,20 @@ def setup_logging(level: str = "INFO") -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Serve poll otherwise
 
 
+def peers_from_file(path: Path) -> list[Peer]:
+    """The agents of a fleet file, each at its own address (or its `url`)."""
+    return [Peer(h.name, h.agent_url) for h in load_fleet(path).hosts]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: assume it reaches beyond this machine
+        return False
+
+
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -89,12 +108,22 @@ class Agent:
         self.gpu = GpuCollector(nvml=nvml)
         self.host = HostCollector()
         self.collectors: dict[str, str] = {}
-        self.requests = LocalRequestLog(self.store)
+        self.local = LocalRequestLog(self.store, config.fleet.host or socket.gethostname())
+        self.requests: RequestLog = self.local
+        self.fleet: FleetRequestLog | None = None
         self.serve_api: ServeAPI | None = None
         self.controller: Controller | None = None
         rollouts = replayer = None
+        fleet_token = read_secret(config.fleet_token_path)
         if config.controller.enabled:
             self.controller = self._make_controller()
+            if config.fleet.file is not None or config.fleet.from_ray:
+                fleet_token = ensure_secret(config.fleet_token_path)
+                peers = peers_from_file(config.fleet.file) if config.fleet.file else []
+                self.fleet = FleetRequestLog(
+                    self.local, peers, fleet_token, config.fleet.deadline_s, self.store
+                )
+                self.requests = self.fleet
             rollouts = Rollouts(self.store, self.controller, self.requests)
             replayer = Replayer(
                 self.store,
@@ -107,6 +136,8 @@ class Agent:
             token=self.token,
             gpu=self.gpu,
             requests=self.requests,
+            local=self.local,
+            fleet_token=fleet_token,
             spool=config.spool_path,
             collectors=self.collectors,
             controller=self.controller,
@@ -207,6 +238,11 @@ class Agent:
             self.controller.last_status = collector.last
         self._pend("serve_samples", rows)
 
+    async def _reconcile(self) -> None:
+        """After a table Serve applied could not be stored: agree with Serve again."""
+        if self.controller is not None and self.controller.needs_reconcile:
+            await self.controller.reconcile("controller")
+
     async def _rollouts(self) -> None:
         if self.ctx.rollouts is not None and self.collectors.get("controller") == "ok":
             await self.ctx.rollouts.tick()
@@ -242,6 +278,22 @@ class Agent:
             )
             self.tasks.append(spawn(self._bootstrap_controller()))
             self.tasks.append(spawn(self._every("rollouts", 2.0, self._rollouts)))
+            self.tasks.append(spawn(self._every("reconcile", 5.0, self._reconcile)))
+            if self.fleet is not None and self.config.fleet.from_ray:
+                every = self.config.fleet.refresh_s
+                self.tasks.append(spawn(self._every("fleet", every, self._fleet_from_ray)))
+
+    async def _fleet_from_ray(self) -> None:
+        """The fleet is every alive node of the Ray cluster, each with an agent at the
+        configured port."""
+        assert self.serve_api is not None and self.fleet is not None
+        port = self.config.fleet.agent_port
+        nodes = await self.serve_api.nodes()
+        self.fleet.peers = [
+            Peer(n.hostname, f"http://{n.address}:{port}")
+            for n in nodes
+            if n.alive and n.hostname != self.local.host
+        ]
 
     async def _gpu_loop(self, interval: float) -> None:
         try:
@@ -283,6 +335,13 @@ class Agent:
             "controller" if self.controller else "agent",
             self.config.data_dir,
         )
+        if not is_loopback(api.host):
+            log.warning(
+                "the API is bound to %s, beyond loopback: anyone who can reach it and holds a"
+                " token can read this host's request log; keep it on a cluster network, or"
+                " bind 127.0.0.1 and reach it through SSH tunnels",
+                api.host,
+            )
         try:
             await self.server.serve()
         finally:
@@ -312,6 +371,8 @@ class Agent:
             await self.ctx.replayer.aclose()
         if self.serve_api is not None:
             await self.serve_api.aclose()
+        if self.fleet is not None:
+            await asyncio.to_thread(self.fleet.close)
         self.store.close()
         log.info("agent stopped; DuckDB closed cleanly")
 

@@ -23,6 +23,13 @@ class HostEntry(BaseModel):
     agent_port: int = DEFAULT_PORT
     token: str | None = None  # default: read token_file on the host over SSH
     token_file: str = str(TOKEN_FILE)
+    # The agent's address when it is reached directly (no SSH): the controller always reaches
+    # agents this way (default http://ADDRESS:AGENT_PORT); the console only when it is set.
+    url: str | None = None
+
+    @property
+    def agent_url(self) -> str:
+        return self.url or f"http://{self.address}:{self.agent_port}"
 
 
 class Fleet(BaseModel):

@@ -1,28 +1,30 @@
 """The request log as the controller's readers see it: one interface for everything drift,
 the canary judge, replay, latency telemetry and the request views need, so none of them
-writes its own SQL.
+writes its own SQL or knows how many hosts there are.
 
-`LocalRequestLog` reads this agent's DuckDB file. What counts as a failed call and where a
-version's answer keeps its labels are written here once.
+Two implementations: `agent.local_log.LocalRequestLog` (this agent's DuckDB file) and
+`agent.fleet_log.FleetRequestLog` (every agent of the fleet, asked over HTTP with a deadline).
+Both answer from the same mergeable parts (counts per fixed bin, per-call columns), merged
+here, so a fleet's answer is exactly what one host holding every call would give. A method's
+`coverage`, when given, is filled with the hosts that answered and those that did not.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agent.errors import Conflict
+from agent.schemas.coverage import Coverage
+from agent.schemas.fleet import HostCounts
 from agent.schemas.host import LatencyPoint
 from agent.schemas.requests import RequestRow
-from agent.store import Store, naive_utc, utcnow
-from agent.summaries import VersionBins, minute_window
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from agent.summaries import VersionBins
 
 # A call failed when the version answered 5xx, or failed and the fallback answered for it.
 FAILED = "(status >= 500 OR fallback_from IS NOT NULL)"
@@ -31,8 +33,7 @@ LABELS = """list_transform(
     from_json({col}, '{{"predictions": [{{"label": "VARCHAR"}}]}}').predictions,
     lambda p: p.label)"""
 REFERENCE = -1  # the bucket number of the reference sample
-# Columns of the log that a listing leaves out (bodies) and that no reader needs.
-_INTERNAL = "sticky_key_hash, dropped_total, ingested_at"
+MAX_DETAIL_ROWS = 20  # records of one request id in an answer (a client may reuse ids)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class DriftSource:
 class CallWindow:
     """Primary calls of a canary and its stable over a window, one entry per call."""
 
-    ts: np.ndarray  # datetime64
+    ts: np.ndarray  # datetime64[us]
     total_ms: np.ndarray
     canary: np.ndarray  # bool: the call went to the canary (answered by it or its fallback)
     failed: np.ndarray  # bool
@@ -89,9 +90,11 @@ FeatureCounts = dict[tuple[int, int], tuple["np.ndarray", "np.ndarray"]]
 
 
 class RequestLog(Protocol):
-    def requests(self, where: RequestFilter) -> list[RequestRow]: ...
+    def requests(
+        self, where: RequestFilter, coverage: Coverage | None = None
+    ) -> list[RequestRow]: ...
 
-    def request(self, request_id: str) -> list[RequestRow]: ...
+    def request(self, request_id: str, coverage: Coverage | None = None) -> list[RequestRow]: ...
 
     def latency(
         self,
@@ -100,6 +103,7 @@ class RequestLog(Protocol):
         since: datetime,
         until: datetime,
         step_s: int,
+        coverage: Coverage | None = None,
     ) -> list[LatencyPoint]: ...
 
     def feature_counts(
@@ -109,28 +113,55 @@ class RequestLog(Protocol):
         until: datetime,
         buckets: int = 1,
         only: list[int] | None = None,
+        coverage: Coverage | None = None,
     ) -> FeatureCounts: ...
 
     def label_counts(
-        self, source: DriftSource, since: datetime, until: datetime, buckets: int = 1
+        self,
+        source: DriftSource,
+        since: datetime,
+        until: datetime,
+        buckets: int = 1,
+        coverage: Coverage | None = None,
     ) -> dict[int, dict[str, int]] | None: ...
 
     def calls(
-        self, model: str, canary: str, stable: str, since: datetime, until: datetime
+        self,
+        model: str,
+        canary: str,
+        stable: str,
+        since: datetime,
+        until: datetime,
+        coverage: Coverage | None = None,
     ) -> CallWindow: ...
 
     def shadow_pairs(
-        self, model: str, canary: str, stable: str, since: datetime, until: datetime
+        self,
+        model: str,
+        canary: str,
+        stable: str,
+        since: datetime,
+        until: datetime,
+        coverage: Coverage | None = None,
     ) -> PairCounts: ...
 
-    def originals(self, model: str, request_ids: list[str]) -> list[Original]: ...
+    def originals(
+        self, model: str, request_ids: list[str], coverage: Coverage | None = None
+    ) -> list[Original]: ...
+
+    def traffic(
+        self, model: str, since: datetime, until: datetime, coverage: Coverage | None = None
+    ) -> list[HostCounts]: ...
 
 
-def _bodies(row: dict[str, Any]) -> dict[str, Any]:
-    for key in ("input", "output"):
-        with contextlib.suppress(ValueError, TypeError):  # else keep the text as it came
-            row[key] = json.loads(row[key]) if row.get(key) else None
-    return row
+# -- merging the parts: the same for one host and for a fleet ------------------------------
+def concat(parts: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, Any]:
+    import numpy as np
+
+    return {n: np.concatenate([p[n] for p in parts]) if parts else np.array([]) for n in names}
+
+
+FEATURE_COLUMNS = ("bucket", "feature", "bin", "n", "vsum")
 
 
 def counts_on_bins(
@@ -143,14 +174,18 @@ def counts_on_bins(
     import numpy as np
 
     out: FeatureCounts = {}
-    bucket, feature = rows["bucket"], rows["feature"]
+    bucket = np.asarray(rows["bucket"], dtype=np.int64)
+    feature = np.asarray(rows["feature"], dtype=np.int64)
+    bin_ = np.asarray(rows["bin"], dtype=np.int64)
+    count = np.asarray(rows["n"], dtype=np.int64)
+    vsums = np.asarray(rows["vsum"], dtype=float)
     for i in indexes:
         b = vb.bins[i]
         mine = feature == i
         n = np.zeros((buckets, b.count), dtype=np.int64)
         vsum = np.zeros(b.count)
-        np.add.at(n, (bucket[mine], rows["bin"][mine]), rows["n"][mine])
-        np.add.at(vsum, rows["bin"][mine], rows["vsum"][mine])
+        np.add.at(n, (bucket[mine], bin_[mine]), count[mine])
+        np.add.at(vsum, bin_[mine], vsums[mine])
         low, high = n[:, 0].sum(), n[:, -1].sum()
         values = b.values(
             below=vsum[0] / low if low else None, above=vsum[-1] / high if high else None
@@ -161,235 +196,83 @@ def counts_on_bins(
     return out
 
 
-class LocalRequestLog:
-    """The request log in this agent's DuckDB file."""
+def label_counts_of(
+    reference: dict[str, int], rows: list[tuple[int, str, int]]
+) -> dict[int, dict[str, int]]:
+    """(bucket, label, n) rows of any number of hosts, summed per bucket."""
+    out: dict[int, dict[str, int]] = {REFERENCE: dict(reference)}
+    for bucket, label, n in rows:
+        per = out.setdefault(bucket, {})
+        per[label] = per.get(label, 0) + n
+    return out
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
 
-    def requests(self, where: RequestFilter) -> list[RequestRow]:
-        since = naive_utc(where.since) if where.since else None
-        until = naive_utc(where.until) if where.until else None
-        rows = self.store.query(
-            f"""
-            SELECT * EXCLUDE (input, output, {_INTERNAL})
-            FROM requests
-            WHERE (?::VARCHAR IS NULL OR model = ?) AND (?::VARCHAR IS NULL OR version = ?)
-              AND (?::VARCHAR IS NULL OR role = ?) AND (?::INTEGER IS NULL OR status = ?)
-              AND (?::TIMESTAMP IS NULL OR ts >= ?) AND (?::TIMESTAMP IS NULL OR ts < ?)
-            ORDER BY ts DESC LIMIT ?
-            """,
-            [
-                *(where.model, where.model, where.version, where.version),
-                *(where.role, where.role, where.status, where.status),
-                *(since, since, until, until),
-                where.limit,
-            ],
+CALL_COLUMNS = ("t", "series", "calls", "errors")
+LATENCY_COLUMNS = ("t", "series", "bin", "n")
+
+
+def latency_points(
+    series: list[str],
+    calls: dict[str, Any],
+    latency: dict[str, Any],
+    since: datetime,
+    until: datetime,
+    step_s: int,
+    now: datetime,
+) -> list[LatencyPoint]:
+    """Latency points from summed parts: `calls` (t, series, calls, errors) and `latency`
+    (t, series, bin, n); t in epoch seconds, series an index into `series` ("model/version")."""
+    import numpy as np
+
+    from agent.analysis.bins import latency_quantiles
+
+    per: dict[tuple[int, int], list[int]] = {}
+    for t, s, c, e in zip(*(np.asarray(calls[k]).tolist() for k in CALL_COLUMNS), strict=True):
+        total = per.setdefault((t, s), [0, 0])
+        total[0] += c
+        total[1] += e
+    hist: dict[tuple[int, int], dict[int, int]] = {}
+    for t, s, b, n in zip(*(np.asarray(latency[k]).tolist() for k in LATENCY_COLUMNS), strict=True):
+        counts = hist.setdefault((t, s), {})
+        counts[b] = counts.get(b, 0) + n
+    points = []
+    for (t, s), (c, e) in sorted(per.items(), key=lambda kv: (kv[0][0], series[kv[0][1]])):
+        counts = hist.get((t, s), {})
+        p50, p95, p99 = latency_quantiles(
+            np.array(list(counts), dtype=np.int64),
+            np.array(list(counts.values()), dtype=np.int64),
+            (0.5, 0.95, 0.99),
         )
-        return [RequestRow(**r) for r in rows]
-
-    def request(self, request_id: str) -> list[RequestRow]:
-        rows = self.store.query(
-            f"SELECT * EXCLUDE ({_INTERNAL}) FROM requests WHERE request_id = ? ORDER BY role",
-            [request_id],
-        )
-        return [RequestRow(**_bodies(r)) for r in rows]
-
-    def latency(
-        self,
-        model: str | None,
-        version: str | None,
-        since: datetime,
-        until: datetime,
-        step_s: int,
-    ) -> list[LatencyPoint]:
-        """Primary calls per version in buckets of `step_s` (at least a minute: summaries
-        are per minute), from the summaries: requests, rps, error rate and quantiles."""
-        import numpy as np
-
-        from agent.analysis.bins import latency_quantiles
-
-        since, until = minute_window(naive_utc(since), naive_utc(until))
-        step_s = max(60, step_s - step_s % 60)
-        where = (
-            "role = 'primary' AND minute >= $since AND minute < $until"
-            " AND ($model::VARCHAR IS NULL OR model = $model)"
-            " AND ($version::VARCHAR IS NULL OR version = $version)"
-        )
-        params: dict[str, Any] = {"since": since, "until": until, "step": step_s}
-        params.update(model=model, version=version)
-        calls = self.store.query(
-            f"""SELECT time_bucket(to_seconds($step), minute, $since) AS t, model, version,
-                       sum(calls)::BIGINT AS calls, sum(errors)::BIGINT AS errors,
-                       max(minute) AS last
-                FROM summary_calls WHERE {where} GROUP BY ALL ORDER BY t, model, version""",
-            params,
-        )
-        hist: dict[tuple[Any, str, str], tuple[list[int], list[int]]] = {}
-        for r in self.store.query(
-            f"""SELECT time_bucket(to_seconds($step), minute, $since) AS t, model, version, bin,
-                       sum(n)::BIGINT AS n
-                FROM summary_latency WHERE {where} GROUP BY ALL""",
-            params,
-        ):
-            bins, counts = hist.setdefault((r["t"], r["model"], r["version"]), ([], []))
-            bins.append(r["bin"])
-            counts.append(r["n"])
-        now = utcnow()
-        points = []
-        for r in calls:
-            bins, counts = hist.get((r["t"], r["model"], r["version"]), ([], []))
-            p50, p95, p99 = latency_quantiles(np.array(bins), np.array(counts), (0.5, 0.95, 0.99))
-            # The last bucket may still be filling: divide by the time it has covered.
-            end = min(r["t"] + timedelta(seconds=step_s), until, now)
-            seconds = max((end - max(r["t"], since)).total_seconds(), 1.0)
-            points.append(
-                LatencyPoint(
-                    t=r["t"],
-                    model=r["model"],
-                    version=r["version"],
-                    requests=r["calls"],
-                    rps=r["calls"] / seconds,
-                    error_rate=r["errors"] / r["calls"] if r["calls"] else 0.0,
-                    p50_ms=p50,
-                    p95_ms=p95,
-                    p99_ms=p99,
-                )
+        start = datetime.fromtimestamp(t, UTC).replace(tzinfo=None)
+        # The last bucket may still be filling: divide by the time it has covered.
+        end = min(start + timedelta(seconds=step_s), until, now)
+        seconds = max((end - max(start, since)).total_seconds(), 1.0)
+        model, _, version = series[s].partition("/")
+        points.append(
+            LatencyPoint(
+                t=start,
+                model=model,
+                version=version,
+                requests=c,
+                rps=c / seconds,
+                error_rate=e / c if c else 0.0,
+                p50_ms=p50,
+                p95_ms=p95,
+                p99_ms=p99,
             )
-        return points
-
-    def _bins(self, source: DriftSource) -> VersionBins:
-        bins = self.store.summaries.bins(source.model, source.version)
-        if bins is None:
-            raise Conflict(
-                f"{source.model}/{source.version} has no reference sample in this agent's"
-                " model store, so its traffic's features were not summarised"
-            )
-        return bins
-
-    def feature_counts(
-        self,
-        source: DriftSource,
-        since: datetime,
-        until: datetime,
-        buckets: int = 1,
-        only: list[int] | None = None,
-    ) -> FeatureCounts:
-        """(bucket, feature index) → (values, counts) on the version's fixed bins, from the
-        summaries of the whole minutes covering [since, until); bucket REFERENCE is the
-        reference sample on the same bins."""
-        vb = self._bins(source)
-        since, until = minute_window(naive_utc(since), naive_utc(until))
-        indexes = only if only is not None else list(range(len(source.features)))
-        width = max((until - since).total_seconds() / buckets, 1e-6)
-        rows = self.store.query_arrays(
-            f"""
-            SELECT least(floor((epoch(minute) - epoch($since)) / $width), {buckets - 1})::INTEGER
-                       AS bucket, feature, bin, sum(n)::BIGINT AS n, sum(vsum) AS vsum
-            FROM summary_features
-            WHERE model = $model AND version = $version AND minute >= $since
-              AND minute < $until AND list_contains($only, feature)
-            GROUP BY ALL
-            """,
-            {
-                "since": since,
-                "until": until,
-                "width": width,
-                "model": source.model,
-                "version": source.version,
-                "only": indexes,
-            },
         )
-        return counts_on_bins(vb, indexes, buckets, rows)
+    return points
 
-    def label_counts(
-        self, source: DriftSource, since: datetime, until: datetime, buckets: int = 1
-    ) -> dict[int, dict[str, int]] | None:
-        """Predicted labels per bucket, or None when the reference sample has no predictions."""
-        vb = self._bins(source)
-        if vb.reference_labels is None:
-            return None
-        since, until = minute_window(naive_utc(since), naive_utc(until))
-        width = max((until - since).total_seconds() / buckets, 1e-6)
-        rows = self.store.query(
-            f"""
-            SELECT least(floor((epoch(minute) - epoch($since)) / $width), {buckets - 1})::INTEGER
-                       AS bucket, label, sum(n)::BIGINT AS n
-            FROM summary_labels
-            WHERE model = $model AND version = $version AND minute >= $since AND minute < $until
-            GROUP BY ALL
-            """,
-            {
-                "since": since,
-                "until": until,
-                "width": width,
-                "model": source.model,
-                "version": source.version,
-            },
-        )
-        out: dict[int, dict[str, int]] = {REFERENCE: dict(vb.reference_labels)}
-        for r in rows:
-            out.setdefault(r["bucket"], {})[r["label"]] = r["n"]
-        return out
 
-    def calls(
-        self, model: str, canary: str, stable: str, since: datetime, until: datetime
-    ) -> CallWindow:
-        import numpy as np
+CALL_WINDOW_COLUMNS = ("ts_us", "total_ms", "canary", "failed")
 
-        rows = self.store.query_arrays(
-            f"""
-            SELECT ts, total_ms,
-                   (version = $canary OR fallback_from = $canary) AS canary,
-                   {FAILED} AS failed
-            FROM requests
-            WHERE model = $model AND role = 'primary' AND ts >= $since AND ts < $until
-              AND (version IN ($canary, $stable) OR fallback_from IN ($canary, $stable))
-            """,
-            {
-                "canary": canary,
-                "stable": stable,
-                "model": model,
-                "since": naive_utc(since),
-                "until": naive_utc(until),
-            },
-        )
-        return CallWindow(
-            ts=rows["ts"],
-            total_ms=np.nan_to_num(rows["total_ms"].astype(float)),
-            canary=rows["canary"].astype(bool),
-            failed=rows["failed"].astype(bool),
-        )
 
-    def shadow_pairs(
-        self, model: str, canary: str, stable: str, since: datetime, until: datetime
-    ) -> PairCounts:
-        row = self.store.query(
-            f"""
-            SELECT count(*) AS pairs,
-                   count(*) FILTER (WHERE {LABELS.format(col="p.output")}
-                                    IS DISTINCT FROM {LABELS.format(col="s.output")})
-                       AS disagreements
-            FROM requests p JOIN requests s
-              ON s.pair_id = p.call_id AND s.role = 'shadow' AND s.version = $stable
-            WHERE p.model = $model AND p.role = 'primary' AND p.version = $canary
-              AND p.status = 200 AND s.status = 200 AND p.ts >= $since AND p.ts < $until
-            """,
-            {
-                "canary": canary,
-                "stable": stable,
-                "model": model,
-                "since": naive_utc(since),
-                "until": naive_utc(until),
-            },
-        )[0]
-        return PairCounts(pairs=int(row["pairs"]), disagreements=int(row["disagreements"]))
+def call_window_of(columns: dict[str, Any]) -> CallWindow:
+    import numpy as np
 
-    def originals(self, model: str, request_ids: list[str]) -> list[Original]:
-        rows = self.store.query(
-            "SELECT request_id, version, sha256, input, output FROM requests"
-            " WHERE role = 'primary' AND model = ? AND list_contains(?, request_id)"
-            " QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY ts) = 1",
-            [model, request_ids],
-        )
-        return [Original(**r) for r in rows]
+    return CallWindow(
+        ts=np.asarray(columns["ts_us"], dtype=np.int64).astype("datetime64[us]"),
+        total_ms=np.nan_to_num(np.asarray(columns["total_ms"], dtype=float)),
+        canary=np.asarray(columns["canary"]).astype(bool),
+        failed=np.asarray(columns["failed"]).astype(bool),
+    )

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from agent.request_log import DriftSource, RequestLog
+from agent.schemas.coverage import Coverage
 from agent.schemas.rollouts import Judgement, MetricVerdict, Rollout
 from agent.store import naive_utc
 
@@ -22,7 +23,8 @@ def judge_rollout(
     from agent.analysis.judge import VersionSample, judge
 
     gates = r.policy.gates
-    calls = requests.calls(r.model, r.canary, r.stable, r.started_at, now)
+    coverage = Coverage()
+    calls = requests.calls(r.model, r.canary, r.stable, r.started_at, now, coverage)
     in_step = calls.ts >= np.datetime64(naive_utc(r.step_started_at))
 
     def sample(mask: Any) -> VersionSample:
@@ -30,8 +32,10 @@ def judge_rollout(
             latencies_ms=calls.total_ms[mask], errors=int(calls.failed[mask].sum())
         )
 
-    pairs = requests.shadow_pairs(r.model, r.canary, r.stable, r.step_started_at, now)
+    pairs = requests.shadow_pairs(r.model, r.canary, r.stable, r.step_started_at, now, coverage)
     extra = [] if reference is None else [canary_drift(requests, r, now, reference)]
+    if coverage.missing:
+        extra.append(held_for_coverage(coverage, gates.max_missing_share))
     return judge(
         sample(calls.canary & in_step),
         sample(~calls.canary),
@@ -39,6 +43,23 @@ def judge_rollout(
         pairs.pairs,
         gates,
         extra=extra,
+    )
+
+
+def held_for_coverage(coverage: Coverage, limit: float) -> MetricVerdict:
+    """Hosts that did not answer: judged without them only if they carry little traffic."""
+    share = coverage.missing_share
+    names = ", ".join(f"{m.host} ({m.reason})" for m in coverage.missing)
+    if share is None:
+        note = f"no answer from {names}, whose share of the traffic is unknown: holding"
+        return MetricVerdict(metric="coverage", verdict="marginal", note=note)
+    verdict = "marginal" if share > limit else "pass"
+    note = (
+        f"no answer from {names}: {share:.0%} of the traffic is missing"
+        f" (at most {limit:.0%} may be)" + (": holding" if verdict == "marginal" else "")
+    )
+    return MetricVerdict(
+        metric="coverage", verdict=verdict, canary=share, note=note, details={"limit": limit}
     )
 
 

@@ -12,6 +12,11 @@ class SecretFileError(RuntimeError):
     pass
 
 
+def read_secret(path: Path) -> str | None:
+    """The secret at `path` if the file exists (checked as ensure_secret checks it)."""
+    return ensure_secret(path) if path.exists() else None
+
+
 def ensure_secret(path: Path) -> str:
     """Read the secret at `path`, creating it (mode 0600, random) if it does not exist."""
     path.parent.mkdir(parents=True, exist_ok=True)

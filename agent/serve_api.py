@@ -7,6 +7,7 @@ When Ray's token auth is on, requests carry the cluster's token as a bearer head
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,13 @@ from serve.serve_config import ClusterResources
 
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
 APPLICATIONS_PATH = "/api/serve/applications/"
+
+
+@dataclass(frozen=True)
+class RayNode:
+    hostname: str
+    address: str
+    alive: bool
 
 
 class ServeAPIError(Exception):
@@ -94,6 +102,21 @@ class ServeAPI:
 
     async def delete_applications(self) -> None:
         await self._request("DELETE", APPLICATIONS_PATH)
+
+    async def nodes(self) -> list[RayNode]:
+        """The cluster's nodes from the dashboard: hostname, address, alive."""
+        body = (await self._request("GET", "/nodes", params={"view": "summary"})).json()
+        out = []
+        for node in body.get("data", {}).get("summary", []):
+            raylet = node.get("raylet", {})
+            out.append(
+                RayNode(
+                    hostname=str(node.get("hostname") or raylet.get("nodeManagerHostname") or ""),
+                    address=str(raylet.get("nodeManagerAddress") or node.get("ip") or ""),
+                    alive=raylet.get("state", "ALIVE") == "ALIVE",
+                )
+            )
+        return out
 
     async def cluster_resources(self) -> ClusterResources:
         """Total resources of the cluster's alive nodes, from the dashboard's node list."""

@@ -120,6 +120,9 @@ CREATE TABLE IF NOT EXISTS audit (id BIGINT PRIMARY KEY DEFAULT nextval('audit_i
     ts TIMESTAMP, who VARCHAR, action VARCHAR, model VARCHAR, request VARCHAR,
     before VARCHAR, after VARCHAR, result VARCHAR, error VARCHAR);
 CREATE TABLE IF NOT EXISTS kv (key VARCHAR PRIMARY KEY, value VARCHAR, updated TIMESTAMP);
+-- Every routing table a model was given, numbered: what served a call, and when.
+CREATE TABLE IF NOT EXISTS routing_history (model VARCHAR, route_version BIGINT, ts TIMESTAMP,
+    "table" VARCHAR, who VARCHAR, action VARCHAR, PRIMARY KEY (model, route_version));
 """
     + SUMMARY_SCHEMA
 )
@@ -352,6 +355,23 @@ class Store:
         self.execute(
             "INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", [key, json.dumps(value), utcnow()]
         )
+
+    def put_states(
+        self, states: dict[str, Any], history: tuple[str, int, Any, str, str] | None = None
+    ) -> None:
+        """Several keys, and a row of the routing history (model, route_version, table, who,
+        action), in one transaction: all of it is stored, or none."""
+        with self.transaction() as cur:
+            for key, value in states.items():
+                cur.execute(
+                    "INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", [key, json.dumps(value), utcnow()]
+                )
+            if history is not None:
+                model, route_version, table, who, action = history
+                cur.execute(
+                    "INSERT OR REPLACE INTO routing_history VALUES (?, ?, ?, ?, ?, ?)",
+                    [model, route_version, utcnow(), json.dumps(table), who, action],
+                )
 
     # -- audit ---------------------------------------------------------------------------------
     def audit(

@@ -58,8 +58,10 @@ def ceil_minute(t: datetime) -> datetime:
 
 
 def minute_window(since: datetime, until: datetime) -> tuple[datetime, datetime]:
-    """A window widened to whole minutes: summaries are kept per minute."""
-    return floor_minute(since), ceil_minute(until)
+    """The whole minutes a window of summaries covers: every minute that starts at or after
+    `since`, up to the one that holds `until`. Nothing from before `since` is counted (a
+    rollout step's drift never sees the traffic before the step)."""
+    return ceil_minute(since), ceil_minute(until)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,12 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"trackside console: {exc}", file=sys.stderr)
             return 2
-        sources = [SshSource(entry) for entry in fleet.hosts]
+        sources = [
+            LocalSource(e.url, token=e.token, token_file=Path(e.token_file), name=e.name)
+            if e.url  # reached directly (a fleet on one machine, or a cluster network)
+            else SshSource(e)
+            for e in fleet.hosts
+        ]
     else:
         sources = [LocalSource(args.agent, token_file=args.token_file)]
     from console.app import TracksideConsole

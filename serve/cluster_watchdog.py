@@ -12,7 +12,9 @@ import time
 import psutil
 
 
-def node_processes(ray_start_pid: int, temp_dir: str) -> list[psutil.Process]:
+def node_processes(ray_start_pid: int, temp_dir: str | None) -> list[psutil.Process]:
+    """The node's `ray start` and its descendants, and (with `temp_dir`) any process whose
+    command line names the node's temp dir (workers re-parented after a crash)."""
     found: dict[int, psutil.Process] = {}
     try:
         root = psutil.Process(ray_start_pid)
@@ -21,7 +23,7 @@ def node_processes(ray_start_pid: int, temp_dir: str) -> list[psutil.Process]:
             found[child.pid] = child
     except psutil.NoSuchProcess:
         pass
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter(["cmdline"]) if temp_dir else []:
         try:
             if any(temp_dir in part for part in proc.info["cmdline"] or []):
                 found.setdefault(proc.pid, proc)

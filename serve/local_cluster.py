@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -82,7 +83,9 @@ def free_port_range(count: int, low: int = 20000, high: int = 30000) -> int:
 
 @dataclass
 class LocalCluster:
-    """A Ray head node bound to 127.0.0.1. `ports` are chosen free unless given."""
+    """A Ray node bound to 127.0.0.1: the head, or (with `join`, the head's GCS address) a
+    worker node of the same cluster. `ports` are chosen free unless given. `watchdog` stops
+    the node when this process dies; a detached node (the local fleet) outlives it."""
 
     num_cpus: float = 4
     num_gpus: float = 0
@@ -91,7 +94,26 @@ class LocalCluster:
     temp_dir: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
     log_file: Path | None = None
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
+    join: str | None = None
+    head_dashboard: str | None = None  # a worker node: where to see that it has joined
+    watchdog: bool = True
+    multi_node: bool = False  # the head of a cluster that other nodes of this machine join
+    # The node's own loopback address. Ray turns "127.0.0.1" into the host's external
+    # address as soon as several nodes may join, but keeps any other 127.x address: the
+    # nodes of a fleet on one machine take 127.0.0.2, .3, ... and stay on loopback.
+    node_ip: str = "127.0.0.1"
+
+    @classmethod
+    def worker_of(cls, head: LocalCluster, **options: Any) -> LocalCluster:
+        """A node that joins `head`'s cluster (its own ports, resources and environment)."""
+        options.setdefault("multi_node", True)
+        return cls(
+            join=head.gcs_address,
+            head_dashboard=head.dashboard_url,
+            temp_dir=head.temp_dir,
+            **options,
+        )
 
     def __post_init__(self) -> None:
         taken = set(self.ports.values())
@@ -118,21 +140,28 @@ class LocalCluster:
 
     @property
     def gcs_address(self) -> str:
-        return f"127.0.0.1:{self.ports['gcs']}"
+        return f"{self.node_ip}:{self.ports['gcs']}"
 
     def command(self) -> list[str]:
         p = self.ports
         ray = str(Path(sys.executable).with_name("ray"))
+        if self.join is None:
+            role = [
+                "--head",
+                f"--port={p['gcs']}",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={p['dashboard']}",
+                f"--ray-client-server-port={p['client_server']}",
+                f"--temp-dir={self.temp_dir}",
+            ]
+        else:  # a worker node: the head's session and temp dir are the cluster's
+            role = [f"--address={self.join}"]
         cmd = [
             ray if Path(ray).exists() else "ray",
             "start",
-            "--head",
+            *role,
             "--block",
-            "--node-ip-address=127.0.0.1",
-            f"--port={p['gcs']}",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={p['dashboard']}",
-            f"--ray-client-server-port={p['client_server']}",
+            f"--node-ip-address={self.node_ip}",
             f"--node-manager-port={p['node_manager']}",
             f"--object-manager-port={p['object_manager']}",
             f"--metrics-export-port={p['metrics_export']}",
@@ -143,7 +172,6 @@ class LocalCluster:
             f"--max-worker-port={p['worker_min'] + WORKER_PORTS - 1}",
             f"--num-cpus={self.num_cpus:g}",
             f"--num-gpus={self.num_gpus:g}",
-            f"--temp-dir={self.temp_dir}",
             "--disable-usage-stats",
         ]
         if self.resources:
@@ -154,6 +182,11 @@ class LocalCluster:
 
     def start(self, timeout_s: float = 90.0) -> LocalCluster:
         env = {**os.environ, **LOOPBACK_ENV, **SERVE_ENV, **self.env}
+        if self.multi_node or self.join is not None:
+            # Ray refuses a second node while it believes it runs a one-machine cluster.
+            if self.node_ip == "127.0.0.1":
+                raise ValueError("a node of a multi-node cluster needs its own 127.x address")
+            env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"
         # Replicas must import trackside's packages; the venv's editable install provides
         # them, and PYTHONPATH covers a plain checkout.
         root = str(Path(__file__).resolve().parent.parent)
@@ -175,21 +208,22 @@ class LocalCluster:
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        # If this process dies without calling stop(), the watchdog stops the node.
-        self._watchdog = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "serve.cluster_watchdog",
-                str(os.getpid()),
-                str(self.process.pid),
-                str(self.temp_dir),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        if self.watchdog:
+            # If this process dies without calling stop(), the watchdog stops the node.
+            self._watchdog = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "serve.cluster_watchdog",
+                    str(os.getpid()),
+                    str(self.process.pid),
+                    str(self.temp_dir),
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -198,21 +232,35 @@ class LocalCluster:
                     + (f"; see {self.log_file}" if self.log_file else "")
                 )
             try:
-                r = httpx.get(f"{self.dashboard_url}/api/serve/applications/", timeout=2)
-                if r.status_code == 200:
+                if self._ready():
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
         self.stop()
-        raise RuntimeError(f"Ray dashboard did not come up on {self.dashboard_url}")
+        raise RuntimeError(f"Ray node did not come up ({self.dashboard_url})")
+
+    def _ready(self) -> bool:
+        if self.join is None:
+            r = httpx.get(f"{self.dashboard_url}/api/serve/applications/", timeout=2)
+            return r.status_code == 200
+        # A worker: the head lists a live node with this node's manager port.
+        r = httpx.get(f"{self.head_dashboard}/nodes", params={"view": "summary"}, timeout=2)
+        for node in r.json().get("data", {}).get("summary", []):
+            raylet = node.get("raylet", {})
+            if raylet.get("state") == "ALIVE" and raylet.get("nodeManagerPort") == int(
+                self.ports["node_manager"]
+            ):
+                return True
+        return False
 
     def processes(self) -> list[psutil.Process]:
         """Every live process of this node: descendants of `ray start`, and any process whose
         command line names this node's temp dir (workers re-parented after a crash)."""
         if self.process is None:
             return []
-        procs = node_processes(self.process.pid, str(self.temp_dir))
+        # A worker node shares the head's temp dir: only its own `ray start` tree is its own.
+        procs = node_processes(self.process.pid, str(self.temp_dir) if self.join is None else None)
         watchdog = getattr(self, "_watchdog", None)
         return [p for p in procs if watchdog is None or p.pid != watchdog.pid]
 
@@ -250,7 +298,7 @@ class LocalCluster:
         if self.process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=5)
-        if self.temp_dir is not None:
+        if self.temp_dir is not None and self.join is None:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def __enter__(self) -> LocalCluster:

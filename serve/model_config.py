@@ -110,6 +110,9 @@ class RouterOptions(RouterReplicaSettings):
 
     sticky_header: str = DEFAULT_STICKY_HEADER
     num_replicas: int = Field(1, ge=1)
+    # At most this many router replicas per host: with num_replicas = hosts and 1 here,
+    # every host has a router, each writing its calls to its own host's spool.
+    max_replicas_per_node: int | None = Field(None, ge=1)
     num_cpus: float = Field(0.25, gt=0)
     max_ongoing_requests: int = Field(256, ge=1)
     graceful_shutdown_timeout_s: float = Field(20, gt=0)
@@ -137,6 +140,8 @@ class RolloutGates(_Strict):
     fail_p: float = Field(0.01, gt=0, lt=1)
     # Input features of the canary's traffic drifted from its reference, at most (marginal).
     max_drifted_share: float = Field(0.1, ge=0, le=1)
+    # The share of the model's traffic on hosts that did not answer: above it, hold.
+    max_missing_share: float = Field(0.1, ge=0, le=1)
 
 
 class RolloutPolicy(_Strict):

@@ -180,6 +180,11 @@ def router_app_config(
             {
                 "name": ROUTER_DEPLOYMENT,
                 "num_replicas": options.num_replicas,
+                **(
+                    {"max_replicas_per_node": options.max_replicas_per_node}
+                    if options.max_replicas_per_node is not None
+                    else {}
+                ),
                 "max_ongoing_requests": options.max_ongoing_requests,
                 "graceful_shutdown_timeout_s": options.graceful_shutdown_timeout_s,
                 "ray_actor_options": {"num_cpus": options.num_cpus},

@@ -23,7 +23,9 @@ from agent.analysis.drift_stats import (
     numeric_drift,
 )
 from agent.request_log import REFERENCE, DriftSource, RequestLog
+from agent.schemas.coverage import Coverage
 from agent.schemas.drift import DriftThresholds
+from agent.summaries import minute_window
 
 __all__ = ["BucketReport", "DriftSource", "FeatureResult", "drift_reports", "histogram"]
 
@@ -51,10 +53,12 @@ def drift_reports(
     until: datetime,
     thresholds: DriftThresholds,
     buckets: int = 1,
+    coverage: Coverage | None = None,
 ) -> list[BucketReport]:
-    """One report per time bucket of [since, until)."""
-    counts = log.feature_counts(source, since, until, buckets)
-    labels = log.label_counts(source, since, until, buckets)
+    """One report per time bucket of [since, until) (widened to whole minutes)."""
+    since, until = minute_window(since, until)
+    counts = log.feature_counts(source, since, until, buckets, coverage=coverage)
+    labels = log.label_counts(source, since, until, buckets, coverage=coverage)
     empty = (np.array([]), np.array([], dtype=int))
     width = (until - since) / buckets
     reports = []
@@ -82,11 +86,17 @@ def drift_reports(
 
 
 def histogram(
-    log: RequestLog, source: DriftSource, feature: str, since: datetime, until: datetime, bins: int
+    log: RequestLog,
+    source: DriftSource,
+    feature: str,
+    since: datetime,
+    until: datetime,
+    bins: int,
+    coverage: Coverage | None = None,
 ) -> tuple[list[float], np.ndarray, np.ndarray]:
     """Bin edges and the reference's and current traffic's fractions in each bin."""
     i = source.features.index(feature)
-    counts = log.feature_counts(source, since, until, only=[i])
+    counts = log.feature_counts(source, since, until, only=[i], coverage=coverage)
     empty = (np.array([]), np.array([], dtype=int))
     grid, ref, cur = merged_counts(*counts.get((REFERENCE, i), empty), *counts.get((0, i), empty))
     if len(grid) == 0:

@@ -9,14 +9,26 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 
-from agent.api import audit, drift, health, host, metrics, models, replay, requests, rollouts
+from agent.api import (
+    audit,
+    drift,
+    fleet,
+    health,
+    host,
+    metrics,
+    models,
+    replay,
+    requests,
+    rollouts,
+)
 from agent.api.context import AgentContext
 from agent.errors import ApiError
 from agent.schemas.common import AGENT_VERSION, ErrorBody
 
-ROUTERS = (health, host, models, requests, drift, replay, rollouts, audit, metrics)
+ROUTERS = (health, host, models, requests, drift, replay, rollouts, audit, metrics, fleet)
 ERRORS = {
     401: "missing or wrong bearer token",
     404: "no such model or request",
@@ -48,6 +60,8 @@ def create_app(ctx: AgentContext) -> FastAPI:
         description="Telemetry, request log, and model actions of one trackside host.",
     )
     app.state.ctx = ctx
+    # Fleet answers (a day of summaries) shrink several times: compress what is worth it.
+    app.add_middleware(GZipMiddleware, minimum_size=2048)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation)
     for family in ROUTERS:

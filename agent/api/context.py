@@ -17,6 +17,7 @@ from agent.collectors.gpu import GpuCollector
 from agent.controller import Controller
 from agent.defaults import DATA_DIR
 from agent.errors import Conflict, Invalid
+from agent.local_log import LocalRequestLog
 from agent.replay import Replayer
 from agent.request_log import RequestLog
 from agent.rollouts import Rollouts
@@ -30,7 +31,9 @@ class AgentContext:
     store: Store
     token: str
     gpu: GpuCollector
-    requests: RequestLog
+    requests: RequestLog  # the controller's: the whole fleet's; any other agent's: its own
+    local: LocalRequestLog  # this agent's own log (what it answers the controller)
+    fleet_token: str | None = None  # the controller's, to read this agent's log
     spool: Path = DATA_DIR / "spool"
     collectors: dict[str, str] = field(default_factory=dict)  # name → status, kept by the daemon
     controller: Controller | None = None
@@ -49,12 +52,21 @@ bearer = HTTPBearer(auto_error=False)
 
 
 def authorized(
-    ctx: Context, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    request: Request,
+    ctx: Context,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
     if creds is None or creds.scheme.lower() != "bearer":
         raise HTTPException(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
-    if not hmac.compare_digest(creds.credentials.encode(), ctx.token.encode()):
-        raise HTTPException(401, "wrong token", {"WWW-Authenticate": "Bearer"})
+    presented = creds.credentials.encode()
+    if hmac.compare_digest(presented, ctx.token.encode()):
+        return
+    if ctx.fleet_token and hmac.compare_digest(presented, ctx.fleet_token.encode()):
+        # The controller's fleet token reads this agent's log; it changes nothing.
+        if request.method in ("GET", "HEAD") or request.url.path.startswith("/v1/fleet/"):
+            return
+        raise HTTPException(403, "the fleet token reads; it cannot change anything here")
+    raise HTTPException(401, "wrong token", {"WWW-Authenticate": "Bearer"})
 
 
 def caller(x_trackside_user: Annotated[str | None, Header()] = None) -> str:

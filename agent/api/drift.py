@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query
 from agent.api.context import Context, ControllerDep, authorized, time_window
 from agent.errors import Conflict, NotFound
 from agent.request_log import DriftSource
+from agent.schemas.coverage import Coverage
 from agent.schemas.drift import (
     DriftHistogram,
     DriftPoint,
@@ -21,6 +22,7 @@ from agent.schemas.drift import (
     DriftThresholds,
     FeatureDrift,
 )
+from agent.summaries import minute_window
 from serve.model_store import StoreError
 
 if TYPE_CHECKING:
@@ -72,9 +74,10 @@ def drift(
     window (default: the last hour; version: the stable one) against its reference sample."""
     from agent.analysis.drift import drift_reports
 
-    start, end, _ = time_window(since, until, None, 3600)
+    start, end = minute_window(*time_window(since, until, None, 3600)[:2])
     thresholds = DriftThresholds()
-    (report,) = drift_reports(ctx.requests, source, start, end, thresholds)
+    coverage = Coverage()
+    (report,) = drift_reports(ctx.requests, source, start, end, thresholds, coverage=coverage)
     features = [feature_drift(f) for f in report.features]
     ranked = sorted((f for f in features if f.drifted), key=lambda f: -(f.psi or f.js or 0))
     return DriftReport(
@@ -88,6 +91,7 @@ def drift(
         drifted=[f.feature for f in ranked],
         features=features,
         prediction=feature_drift(report.prediction) if report.prediction else None,
+        coverage=coverage,
     )
 
 
@@ -104,8 +108,9 @@ def drift_histogram(
 
     if feature not in source.features:
         raise NotFound(f"{source.model}/{source.version} has no input feature {feature!r}")
-    start, end, _ = time_window(since, until, None, 3600)
-    edges, ref, cur = histogram(ctx.requests, source, feature, start, end, bins)
+    start, end = minute_window(*time_window(since, until, None, 3600)[:2])
+    coverage = Coverage()
+    edges, ref, cur = histogram(ctx.requests, source, feature, start, end, bins, coverage)
     return DriftHistogram(
         model=source.model,
         version=source.version,
@@ -115,6 +120,7 @@ def drift_histogram(
         edges=edges,
         reference=ref.tolist(),
         current=cur.tolist(),
+        coverage=coverage,
     )
 
 
@@ -129,7 +135,7 @@ def drift_timeline(
     """The window cut in `buckets` equal slices, each tested on its own."""
     from agent.analysis.drift import drift_reports
 
-    start, end, _ = time_window(since, until, None, 3600)
+    start, end = minute_window(*time_window(since, until, None, 3600)[:2])
     reports = drift_reports(ctx.requests, source, start, end, DriftThresholds(), buckets)
     return [
         DriftPoint(

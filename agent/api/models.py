@@ -3,9 +3,15 @@ traffic, promote, rollback, retire. Each answers what changed and is audited."""
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
 from fastapi import APIRouter, Depends
 
-from agent.api.context import ControllerDep, Who, authorized
+from agent.api.context import Context, ControllerDep, Who, authorized
+from agent.request_log import RequestLog
+from agent.schemas.coverage import Coverage
+from agent.schemas.fleet import HostCounts
 from agent.schemas.models import (
     ActionResult,
     DeployRequest,
@@ -14,18 +20,44 @@ from agent.schemas.models import (
     RollbackRequest,
     TrafficRequest,
 )
+from agent.store import utcnow
 
 router = APIRouter(tags=["models and actions"], dependencies=[Depends(authorized)])
 
 
+TRAFFIC_WINDOW = timedelta(minutes=5)
+TRAFFIC_CACHE_S = 5.0  # consoles poll every 2 s; the fleet is asked at most this often
+_traffic: dict[tuple[int, str], tuple[float, list[HostCounts], Coverage]] = {}
+
+
+def with_traffic(status: ModelStatus, requests: RequestLog) -> ModelStatus:
+    """Each version's calls per host over the last minutes (the fleet's, on a controller)."""
+    key = (id(requests), status.model)
+    cached = _traffic.get(key)
+    if cached is None or time.monotonic() - cached[0] > TRAFFIC_CACHE_S:
+        coverage = Coverage()
+        now = utcnow()
+        counts = requests.traffic(status.model, now - TRAFFIC_WINDOW, now, coverage)
+        cached = (time.monotonic(), counts, coverage)
+        _traffic[key] = cached
+    _, counts, coverage = cached
+    versions = [
+        v.model_copy(
+            update={"hosts": {h.host: h.calls[v.version] for h in counts if v.version in h.calls}}
+        )
+        for v in status.versions
+    ]
+    return status.model_copy(update={"versions": versions, "coverage": coverage})
+
+
 @router.get("/v1/models")
-def models(ctl: ControllerDep) -> list[ModelStatus]:
-    return [ctl.model_status(m) for m in sorted(ctl.states())]
+def models(ctx: Context, ctl: ControllerDep) -> list[ModelStatus]:
+    return [with_traffic(ctl.model_status(m), ctx.requests) for m in sorted(ctl.states())]
 
 
 @router.get("/v1/models/{model}")
-def model(model: str, ctl: ControllerDep) -> ModelStatus:
-    return ctl.model_status(model)
+def model(model: str, ctx: Context, ctl: ControllerDep) -> ModelStatus:
+    return with_traffic(ctl.model_status(model), ctx.requests)
 
 
 @router.post("/v1/models/{model}/versions")

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.schemas.common import UtcDatetime
+from agent.schemas.coverage import Coverage
 
 
 class DriftThresholds(BaseModel):
@@ -48,6 +49,7 @@ class DriftReport(BaseModel):
     drifted: list[str] = Field(description="the features that drifted, most shifted first")
     features: list[FeatureDrift]
     prediction: FeatureDrift | None = Field(description="the predicted label's distribution")
+    coverage: Coverage = Field(default_factory=Coverage, description="hosts counted, and not")
 
 
 class DriftHistogram(BaseModel):
@@ -59,6 +61,7 @@ class DriftHistogram(BaseModel):
     edges: list[float] = Field(description="bin edges; one more than each fraction list")
     reference: list[float] = Field(description="fraction of the reference sample per bin")
     current: list[float] = Field(description="fraction of current traffic per bin")
+    coverage: Coverage = Field(default_factory=Coverage)
 
 
 class DriftPoint(BaseModel):

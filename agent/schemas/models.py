@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from agent.schemas.common import StrictBody
+from agent.schemas.coverage import Coverage
 from serve.routing_table import RoutingTable, TrafficSplit, check_sticky_header
 
 
@@ -22,6 +23,9 @@ class VersionStatus(BaseModel):
     problem: str | None = None
     sha256: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+    hosts: dict[str, int] = Field(
+        default_factory=dict, description="primary calls in the last 5 minutes, per host"
+    )
 
 
 class ModelStatus(BaseModel):
@@ -31,6 +35,7 @@ class ModelStatus(BaseModel):
     table: RoutingTable
     versions: list[VersionStatus]
     router_status: str | None = None
+    coverage: Coverage = Field(default_factory=Coverage, description="hosts counted in `hosts`")
 
 
 class DeployRequest(StrictBody):

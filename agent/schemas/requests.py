@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from agent.schemas.common import UtcDatetime
+from agent.schemas.coverage import Coverage
+from serve.routing_table import RoutingTable
 
 
 class RequestRow(BaseModel):
@@ -27,3 +29,21 @@ class RequestRow(BaseModel):
     fallback_from: str | None
     input: Any = None
     output: Any = None
+
+
+class RequestPage(BaseModel):
+    """Calls from every host that answered, newest first, and the hosts that did not."""
+
+    rows: list[RequestRow]
+    coverage: Coverage = Field(default_factory=Coverage)
+
+
+class RequestDetail(BaseModel):
+    """Every record of one request id (its primary, shadow and replays; a client may have
+    reused the id), with the routing table each was served under."""
+
+    rows: list[RequestRow]
+    tables: dict[int, RoutingTable] = Field(
+        default_factory=dict, description="route_version -> the table it numbered"
+    )
+    coverage: Coverage = Field(default_factory=Coverage)

@@ -16,7 +16,15 @@ from agent.client import ActionResult, AgentError, LatencyPoint, ModelStatus
 from console.screens.base import ConsoleScreen, FilterInput
 from console.state import ConsoleState
 from console.widgets.modals import ConfirmTyped, TrafficChoice, TrafficForm
-from console.widgets.text import num
+from console.widgets.text import num, plain
+
+
+def host_split(calls: dict[str, int]) -> str:
+    """`node-a 40% node-b 35% node-c 25%`: where a version's calls were served."""
+    total = sum(calls.values())
+    if not total:
+        return "-"
+    return " ".join(f"{h} {n / total:.0%}" for h, n in sorted(calls.items()))
 
 
 def latency_by_version(points: list[LatencyPoint], model: str) -> dict[str, LatencyPoint]:
@@ -75,6 +83,7 @@ class ModelsScreen(ConsoleScreen):
             ("p99", "p99 ms"),
             ("rps", "RPS"),
             ("err", "ERR%"),
+            ("hosts", "HOSTS (5 min)"),
             ("problem", "PROBLEM"),
         ]:
             table.add_column(label, key=key)
@@ -205,12 +214,14 @@ class ModelsScreen(ConsoleScreen):
             table.clear()
             return
         models: list[ModelStatus] = ctl.models or []
+        missing = sorted({h.host for m in models for h in m.coverage.missing})
         header.update(
             "  ".join(
                 f"[b]{escape(m.model)}[/b] route #{m.table.route_version} stable"
                 f" {escape(m.stable)} router {m.router_status or '-'}"
                 for m in models
             )
+            + (f"  [red]no answer from {escape(', '.join(missing))}[/]" if missing else "")
             or " no models deployed"
         )
         cursor = table.cursor_row
@@ -245,6 +256,7 @@ class ModelsScreen(ConsoleScreen):
                     num(p.p99_ms if p else None, "{:.0f}"),
                     num(p.rps if p else None, "{:.1f}"),
                     num(p.error_rate * 100 if p else None, "{:.1f}"),
+                    plain(host_split(v.hosts)),
                     Text(v.problem, style="red") if v.problem else "",
                     key=key,
                 )

@@ -14,7 +14,7 @@ from textual.markup import escape
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from agent.client import AgentError, ReplayReport, RequestRow
+from agent.client import AgentError, ReplayReport, RequestDetail, RequestRow
 from console.screens.availability import unavailable
 from console.screens.base import ConsoleScreen
 from console.state import ConsoleState
@@ -32,7 +32,7 @@ class RequestsLoaded(Message):
 
 
 class DetailLoaded(Message):
-    def __init__(self, detail: list[RequestRow] | None, error: str | None) -> None:
+    def __init__(self, detail: RequestDetail | None, error: str | None) -> None:
         super().__init__()
         self.detail = detail
         self.error = error
@@ -100,7 +100,7 @@ class RequestsScreen(ConsoleScreen):
         super().__init__(state)
         self.rows: list[tuple[str, RequestRow]] = []
         self.error: str | None = None
-        self.detail: list[RequestRow] | None = None
+        self.detail: RequestDetail | None = None
         self.filters: dict[str, str] = {}
         self.replay: ReplayReport | None = None
         self.replay_error: str | None = None
@@ -149,12 +149,18 @@ class RequestsScreen(ConsoleScreen):
 
     @work(exclusive=True, group="requests")
     async def load_requests(self, filters: dict[str, str]) -> None:
+        """From the controller, which answers for the whole fleet; without one, from every
+        connected host."""
         rows: list[tuple[str, RequestRow]] = []
         errors = []
         status = int(filters["status"]) if filters.get("status", "").isdigit() else None
-        for host, client in self.state.clients():
+        ctl = self.state.controller()
+        asked = self.state.clients()
+        if ctl is not None and (ctl_client := self.state.client(ctl.name)) is not None:
+            asked = [(ctl.name, ctl_client)]
+        for host, client in asked:
             try:
-                found = await client.requests(
+                page = await client.requests(
                     model=filters.get("model"),
                     version=filters.get("version"),
                     role=filters.get("role"),
@@ -165,7 +171,8 @@ class RequestsScreen(ConsoleScreen):
             except AgentError as exc:
                 errors.append(f"{host}: {exc.message}")
                 continue
-            rows += [(host, r) for r in found]
+            rows += [(host, r) for r in page.rows]
+            errors += [f"{m.host} did not answer: {m.reason}" for m in page.coverage.missing]
         rows.sort(key=lambda hr: hr[1].ts, reverse=True)
         self.post_message(RequestsLoaded(rows[:200], "; ".join(errors) or None))
 
@@ -175,7 +182,7 @@ class RequestsScreen(ConsoleScreen):
 
     @work(exclusive=True, group="request-detail")
     async def load_detail(self, host: str, request_id: str) -> None:
-        client = self.state.client(host)
+        client = self.controller or self.state.client(host)
         if client is None:
             return
         try:
@@ -253,7 +260,7 @@ class RequestsScreen(ConsoleScreen):
         table.clear()
         for host, r in self.rows:
             table.add_row(
-                plain(host),
+                plain(r.host or host),  # the machine that served it
                 r.ts.strftime("%H:%M:%S.%f")[:-3],
                 plain(r.request_id[:24]),
                 plain(r.version or "-"),
@@ -278,10 +285,13 @@ class RequestsScreen(ConsoleScreen):
             detail.update(f"[red]{escape(self.error)}[/]")
         elif self.detail:
             parts = []
-            for r in self.detail:
+            for r in self.detail.rows:
+                served_by = self.detail.tables.get(r.route_version or -1)
                 parts.append(
                     f"[b]{escape(r.role)}[/b] {escape(str(r.version))} status {r.status}"
                     f" sha256 {escape((r.sha256 or '')[:12])}\n"
+                    f"host {escape(str(r.host))} replica {escape(str(r.replica))}\n"
+                    f"table {escape(served_by.summary() if served_by else f'#{r.route_version}')}\n"
                     f"latency {num(r.latency_ms)} ms, total {num(r.total_ms)} ms"
                     + (f"\nerror: {escape(r.error)}" if r.error else "")
                     + f"\ninput: {escape(json.dumps(r.input)[:300])}"

@@ -21,7 +21,8 @@ import numpy as np
 
 from agent.analysis.drift import drift_reports
 from agent.ingest import ingest_once
-from agent.request_log import DriftSource, LocalRequestLog
+from agent.local_log import LocalRequestLog
+from agent.request_log import DriftSource
 from agent.schemas.drift import DriftThresholds
 from agent.store import REQUEST_COLUMNS, Store
 from scripts.bench.spool_files import write_spool

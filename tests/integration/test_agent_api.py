@@ -15,13 +15,14 @@ from agent.api.context import AgentContext
 from agent.collectors.gpu import GpuCollector
 from agent.collectors.host import HostCollector
 from agent.ingest import ingest_once
-from agent.request_log import LocalRequestLog
+from agent.local_log import LocalRequestLog
 from agent.store import GPU_COLUMNS, HOST_COLUMNS, Store
 from serve.spool import SpoolWriter
 from tests.fake_nvml import three_gpus
 from tests.records import make_record
 
 TOKEN = "secret-token-for-tests"
+FLEET_TOKEN = "the-controllers-fleet-token"
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,8 @@ def app(tmp_path_factory):
         token=TOKEN,
         gpu=gpu,
         requests=LocalRequestLog(store),
+        local=LocalRequestLog(store),
+        fleet_token=FLEET_TOKEN,
         collectors={"host": "ok"},
     )
     yield create_app(ctx)
@@ -96,6 +99,15 @@ async def test_every_route_but_health_needs_the_token(app, http):
             assert r.status_code == 401, (method, path)
 
 
+async def test_the_fleet_token_reads_the_log_and_changes_nothing(http):
+    async with await http(FLEET_TOKEN) as c:
+        part = (await c.get("/v1/fleet/requests", params={"model": "digits"})).json()
+        assert len(part) == 20
+        assert (await c.get("/v1/requests", params={"status": 503})).status_code == 200
+        r = await c.put("/v1/models/digits/traffic", json={"weights": {"v1": 100}})
+        assert r.status_code == 403 and "cannot change" in r.json()["detail"]
+
+
 async def test_reads_with_the_token(http):
     async with await http() as c:
         host = (await c.get("/v1/host")).json()
@@ -108,9 +120,9 @@ async def test_reads_with_the_token(http):
         lat = (await c.get("/v1/telemetry/latency", params={"model": "digits"})).json()
         assert sum(p["requests"] for p in lat) == 20
         assert any(p["error_rate"] > 0 for p in lat)
-        listed = (await c.get("/v1/requests", params={"status": 503})).json()
+        listed = (await c.get("/v1/requests", params={"status": 503})).json()["rows"]
         assert len(listed) == 4 and all(r["status"] == 503 for r in listed)
-        one = (await c.get("/v1/requests/req-1")).json()
+        one = (await c.get("/v1/requests/req-1")).json()["rows"]
         assert one[0]["input"] == {"instances": [[1]]}
         metrics = (await c.get("/metrics")).text
         assert "trackside_host_cpu_pct" in metrics and 'uuid="GPU-fake-0"' in metrics

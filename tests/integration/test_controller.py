@@ -244,7 +244,7 @@ def test_replay_reproduces_predictions_and_compares_versions(controller, capsys)
     version = Counter(served_by.values()).most_common(1)[0][0]
     ids = [rid for rid, v in served_by.items() if v == version]
     deadline = time.monotonic() + 30
-    while not set(ids) <= {r.request_id for r in client.requests(model="digits", limit=1000)}:
+    while not set(ids) <= {r.request_id for r in client.requests(model="digits", limit=1000).rows}:
         assert time.monotonic() < deadline, "the requests were not ingested"
         time.sleep(0.3)
 
@@ -272,10 +272,10 @@ def test_replay_reproduces_predictions_and_compares_versions(controller, capsys)
         )
     # The replays are in the log as role replay, paired to the calls they reproduce.
     deadline = time.monotonic() + 30
-    while len(client.requests(model="digits", role="replay", limit=1000)) < 2 * len(ids):
+    while len(client.requests(model="digits", role="replay", limit=1000).rows) < 2 * len(ids):
         assert time.monotonic() < deadline
         time.sleep(0.3)
-    replays = client.requests(model="digits", role="replay", limit=1000)
+    replays = client.requests(model="digits", role="replay", limit=1000).rows
     assert {r.primary_request_id for r in replays} >= set(ids)
     assert {r.version for r in replays} == {version, other}
     assert [r.id for r in client.replays()][:2] == [versus.id, same.id]

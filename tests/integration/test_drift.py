@@ -16,7 +16,7 @@ import pytest
 
 from agent.analysis.drift import DriftSource, drift_reports, histogram
 from agent.ingest import ingest_once
-from agent.request_log import LocalRequestLog
+from agent.local_log import LocalRequestLog
 from agent.schemas.drift import DriftThresholds
 from agent.store import Store
 from scripts.train_demo_models import split
@@ -72,7 +72,8 @@ def brightened(rows: np.ndarray, features: list[str]) -> np.ndarray:
 def test_unchanged_traffic_shows_no_drift_and_a_brightened_band_does(store, source, tmp_path):
     _, held_out, _, held_labels = split()
     now = datetime.now(UTC).replace(tzinfo=None)
-    start = now - timedelta(minutes=30)
+    # Summaries are per minute: the slices of a timeline are whole minutes.
+    start = (now - timedelta(minutes=30)).replace(second=0, microsecond=0)
     rows = held_out.tolist()
     log_traffic(store, tmp_path, rows, held_labels, start, 600)
     (calm,) = drift_reports(
@@ -108,7 +109,7 @@ def test_unchanged_traffic_shows_no_drift_and_a_brightened_band_does(store, sour
 
 def test_shadow_and_replay_rows_do_not_count(store, source, tmp_path):
     _, held_out, _, held_labels = split()
-    start = datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=5)
+    start = (datetime.now(UTC) - timedelta(minutes=5)).replace(tzinfo=None, second=0, microsecond=0)
     log_traffic(store, tmp_path, held_out.tolist(), held_labels, start, 60)
     noise = brightened(held_out, source.features).tolist()
     for role in ("shadow", "replay"):
@@ -122,7 +123,7 @@ def test_shadow_and_replay_rows_do_not_count(store, source, tmp_path):
 
 def test_histogram_of_one_feature_compares_reference_and_traffic(store, source, tmp_path):
     _, held_out, _, held_labels = split()
-    start = datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=5)
+    start = (datetime.now(UTC) - timedelta(minutes=5)).replace(tzinfo=None, second=0, microsecond=0)
     bright = brightened(held_out, source.features)
     log_traffic(store, tmp_path, bright.tolist(), held_labels, start, 60)
     edges, ref, cur = histogram(

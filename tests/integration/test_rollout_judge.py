@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent.ingest import ingest_once
-from agent.request_log import LocalRequestLog
+from agent.local_log import LocalRequestLog
 from agent.rollout_judge import judge_rollout
 from agent.rollout_machine import start
 from agent.store import Store

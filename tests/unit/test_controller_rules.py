@@ -123,3 +123,21 @@ def test_a_successful_change_is_saved_and_audited(tmp_path, demo_store):
     router = next(a for a in fake.puts[0]["applications"] if a["name"] == "digits--router")
     table_cfg = next(d for d in router["deployments"] if d["name"] == "RoutingTableHolder")
     assert table_cfg["user_config"]["table"]["weights"] == {"v1": 90, "v2": 10}
+
+
+def test_the_fleet_is_every_alive_ray_node():
+    """The dashboard's node list, as Serve 2.60's dashboard answers it."""
+
+    def nodes(request: httpx.Request) -> httpx.Response:
+        summary = [
+            {"hostname": "gpu-1", "raylet": {"state": "ALIVE", "nodeManagerAddress": "10.0.0.1"}},
+            {"hostname": "gpu-2", "raylet": {"state": "DEAD", "nodeManagerAddress": "10.0.0.2"}},
+        ]
+        return httpx.Response(200, json={"data": {"summary": summary}})
+
+    api = ServeAPI("http://serve.test", transport=httpx.MockTransport(nodes))
+    found = asyncio.run(api.nodes())
+    assert [(n.hostname, n.address, n.alive) for n in found] == [
+        ("gpu-1", "10.0.0.1", True),
+        ("gpu-2", "10.0.0.2", False),
+    ]

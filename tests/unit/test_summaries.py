@@ -14,7 +14,8 @@ import pytest
 
 from agent.analysis.bins import bin_counts
 from agent.ingest import ingest_once
-from agent.request_log import DriftSource, LocalRequestLog
+from agent.local_log import LocalRequestLog
+from agent.request_log import DriftSource
 from agent.store import Store
 from scripts.bench.synthetic_model import FEATURES, MODEL, register
 from serve.spool import SpoolWriter
