@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import ipaddress
 import logging
+import os
 import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from agent.api import create_app
 from agent.api.context import AgentContext
+from agent.api.server import Server, server
 from agent.collectors.gpu import GpuCollector
 from agent.collectors.host import HostCollector
 from agent.collectors.serve_state import ServeCollector
@@ -37,6 +36,7 @@ from agent.rollouts import Rollouts
 from agent.secrets_file import SecretFileError, ensure_secret, read_secret
 from agent.serve_api import ServeAPI
 from agent.store import GPU_COLUMNS, HOST_COLUMNS, SERVE_COLUMNS, Store, StoreLocked
+from agent.tokens import TokenBook
 from serve.config_file import ConfigError
 from serve.model_config import load_model_config
 from serve.model_store import ModelStore
@@ -89,15 +89,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield  # the agent handles SIGTERM and SIGINT itself, and flushes before it stops
+def make_private(config: AgentConfig) -> None:
+    """The data folder and spool hold every request and answer: folders 0700, files 0600
+    (also for files an older agent left readable)."""
+    os.umask(0o077)  # DuckDB's file, its WAL, everything this process makes
+    for folder in (config.data_dir, config.spool_path):
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
+    for path in config.data_dir.glob("agent.duckdb*"):
+        path.chmod(0o600)
 
 
 class Agent:
     def __init__(self, config: AgentConfig, nvml: Any = None) -> None:
         self.config = config
+        make_private(config)
         self.store = Store(
             config.db_path,
             threads=config.duckdb.threads,
@@ -133,11 +139,10 @@ class Agent:
             )
         self.ctx = AgentContext(
             store=self.store,
-            token=self.token,
+            tokens=TokenBook(config.data_dir / "tokens", self.token, fleet_token),
             gpu=self.gpu,
             requests=self.requests,
             local=self.local,
-            fleet_token=fleet_token,
             spool=config.spool_path,
             collectors=self.collectors,
             controller=self.controller,
@@ -145,7 +150,7 @@ class Agent:
             rollouts=rollouts,
         )
         self.tasks: list[asyncio.Task[None]] = []
-        self.server: uvicorn.Server | None = None
+        self.server: Server | None = None
         self.pending: dict[str, list[dict[str, Any]]] = {}  # samples not yet in DuckDB
         self.ingest_failures = 0
 
@@ -312,16 +317,7 @@ class Agent:
         self.start_tasks()
         app = create_app(self.ctx)
         api = self.config.api
-        self.server = _Server(
-            uvicorn.Config(
-                app,
-                host=api.host,
-                port=api.port,
-                log_level="warning",
-                lifespan="off",
-                access_log=False,
-            )
-        )
+        self.server = server(app, api.host, api.port)
         loop = asyncio.get_running_loop()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):

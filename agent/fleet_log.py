@@ -24,7 +24,6 @@ from agent.local_log import LocalRequestLog, whole_minutes
 from agent.request_log import (
     CALL_COLUMNS,
     CALL_WINDOW_COLUMNS,
-    FEATURE_COLUMNS,
     LATENCY_COLUMNS,
     CallWindow,
     DriftSource,
@@ -37,6 +36,7 @@ from agent.request_log import (
     counts_on_bins,
     label_counts_of,
     latency_points,
+    sum_dense,
 )
 from agent.schemas.coverage import Coverage, MissingHost
 from agent.schemas.fleet import (
@@ -127,7 +127,7 @@ class FleetRequestLog:
     ) -> Any:
         async with self._limit:
             response = await self._client(peer).request(method, path, params=params, json=body)
-        self.bytes_received += len(response.content)
+        self.bytes_received += response.num_bytes_downloaded  # as sent (gzip), not unpacked
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail", response.text)
@@ -322,9 +322,17 @@ class FleetRequestLog:
         parts = [
             self.local.feature_part(source.model, source.version, since, until, buckets, indexes)
         ]
-        found = self._gather("/v1/fleet/features", params, _columns, coverage, source.model)
+        expected = {k: v.shape for k, v in parts[0].items()}
+
+        def parse(doc: Any) -> dict[str, Any]:
+            part = _columns(doc)
+            if {k: v.shape for k, v in part.items()} != expected:
+                raise ValueError("counts on other bins (another reference sample?)")
+            return part
+
+        found = self._gather("/v1/fleet/features", params, parse, coverage, source.model)
         parts += found.values()
-        return counts_on_bins(vb, indexes, buckets, concat(parts, FEATURE_COLUMNS))
+        return counts_on_bins(vb, indexes, buckets, sum_dense(parts))
 
     def label_counts(
         self,

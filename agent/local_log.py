@@ -28,6 +28,7 @@ from agent.request_log import (
     RequestFilter,
     call_window_of,
     counts_on_bins,
+    dense_features,
     label_counts_of,
     latency_points,
 )
@@ -198,9 +199,11 @@ class LocalRequestLog:
         buckets: int,
         only: list[int],
     ) -> dict[str, Any]:
-        """Summed (bucket, feature, bin, n, vsum) of the whole minutes covering the window."""
+        """Counts per (bucket, feature, bin) of the whole minutes covering the window, dense
+        (agent.request_log.dense_features): what this host answers the controller."""
+        vb = self.bins(model, version)
         since, until = minute_window(naive_utc(since), naive_utc(until))
-        return self.store.query_arrays(
+        rows = self.store.query_arrays(
             f"""
             SELECT {_bucket_sql(buckets)} AS bucket, feature, bin, sum(n)::BIGINT AS n,
                    sum(vsum) AS vsum
@@ -218,6 +221,7 @@ class LocalRequestLog:
                 "only": only,
             },
         )
+        return dense_features(vb, only, buckets, rows)
 
     def feature_counts(
         self,

@@ -20,6 +20,7 @@ ENTRIES = {
     "console": Entry("console.main", "the TUI: the local agent, or --fleet FILE over SSH"),
     "models": Entry("serve.store_cli", "register and list model versions in the store"),
     "agent": Entry("agent.daemon", "run the host agent (add --controller on the Ray head)"),
+    "token": Entry("agent.token_cli", "add, list or revoke the agent's named tokens"),
 }
 
 

@@ -46,7 +46,8 @@ class SpoolWriter:
         max_buffered: int = 50_000,
     ) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        # Records hold requests and answers: the folder and its files are the owner's only.
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.writer_id = writer_id.replace("/", "_")
         self.max_bytes = max_bytes
         self.max_buffered = max_buffered
@@ -112,6 +113,7 @@ class SpoolWriter:
             self._con.execute(f"COPY (SELECT {select} FROM batch) TO '{tmp}' (FORMAT parquet)")
         finally:
             self._con.unregister("batch")
+        os.chmod(tmp, 0o600)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, self.folder / name)

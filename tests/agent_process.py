@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import signal
 import subprocess
 import sys
@@ -30,12 +31,17 @@ class AgentProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, wait: bool = True) -> AgentProcess:
+    def start(self, wait: bool = True, max_files: int | None = None) -> AgentProcess:
+        def limit() -> None:
+            if max_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (max_files, max_files))
+
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "agent.daemon", "--config", str(self.config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=limit if max_files is not None else None,
             )
         if wait:
             deadline = time.monotonic() + 30

@@ -25,6 +25,7 @@ from agent.api import (
     rollouts,
 )
 from agent.api.context import AgentContext
+from agent.api.guard import Guard
 from agent.errors import ApiError
 from agent.schemas.common import AGENT_VERSION, ErrorBody
 
@@ -62,6 +63,8 @@ def create_app(ctx: AgentContext) -> FastAPI:
     app.state.ctx = ctx
     # Fleet answers (a day of summaries) shrink several times: compress what is worth it.
     app.add_middleware(GZipMiddleware, minimum_size=2048)
+    # Outermost: the token before anything reads the body.
+    app.add_middleware(Guard, tokens=ctx.tokens)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation)
     for family in ROUTERS:

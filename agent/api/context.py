@@ -4,7 +4,6 @@ and the time window most reads take."""
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from agent.api.guard import identity_of
 from agent.collectors.gpu import GpuCollector
 from agent.controller import Controller
 from agent.defaults import DATA_DIR
@@ -22,6 +22,7 @@ from agent.replay import Replayer
 from agent.request_log import RequestLog
 from agent.rollouts import Rollouts
 from agent.store import Store, naive_utc, utcnow
+from agent.tokens import Identity, TokenBook
 
 MAX_POINTS = 5000
 
@@ -29,11 +30,10 @@ MAX_POINTS = 5000
 @dataclass(frozen=True)
 class AgentContext:
     store: Store
-    token: str
+    tokens: TokenBook
     gpu: GpuCollector
     requests: RequestLog  # the controller's: the whole fleet's; any other agent's: its own
     local: LocalRequestLog  # this agent's own log (what it answers the controller)
-    fleet_token: str | None = None  # the controller's, to read this agent's log
     spool: Path = DATA_DIR / "spool"
     collectors: dict[str, str] = field(default_factory=dict)  # name → status, kept by the daemon
     controller: Controller | None = None
@@ -53,24 +53,24 @@ bearer = HTTPBearer(auto_error=False)
 
 def authorized(
     request: Request,
-    ctx: Context,
-    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> None:
-    if creds is None or creds.scheme.lower() != "bearer":
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],  # for the schema
+) -> Identity:
+    """The caller, as the guard (agent/api/guard.py) identified it before the body was read."""
+    identity = identity_of(request.scope)
+    if identity is None:
         raise HTTPException(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
-    presented = creds.credentials.encode()
-    if hmac.compare_digest(presented, ctx.token.encode()):
-        return
-    if ctx.fleet_token and hmac.compare_digest(presented, ctx.fleet_token.encode()):
-        # The controller's fleet token reads this agent's log; it changes nothing.
-        if request.method in ("GET", "HEAD") or request.url.path.startswith("/v1/fleet/"):
-            return
-        raise HTTPException(403, "the fleet token reads; it cannot change anything here")
-    raise HTTPException(401, "wrong token", {"WWW-Authenticate": "Bearer"})
+    return identity
 
 
-def caller(x_trackside_user: Annotated[str | None, Header()] = None) -> str:
-    return (x_trackside_user or "api-token")[:100]
+def caller(
+    identity: Annotated[Identity, Depends(authorized)],
+    x_trackside_user: Annotated[str | None, Header()] = None,
+) -> str:
+    """The audit's `who`: a named token's name; with the agent's own token, the name the
+    caller gives (the CLI and console send the local user)."""
+    if identity.shared:
+        return (x_trackside_user or identity.name)[:100]
+    return identity.name
 
 
 Who = Annotated[str, Depends(caller)]

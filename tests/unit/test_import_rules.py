@@ -24,7 +24,7 @@ PURE_SERVE = {
 # (store, controller, rollouts, analysis...).
 CLIENT_SIDE = {"agent.client", "agent.defaults", "agent.fleet_file", "agent.schemas"}
 # The `trackside` dispatcher hands each verb to its package's entry point.
-CLI_ENTRY_POINTS = {"serve.store_cli", "agent.daemon", "agent.cli"}
+CLI_ENTRY_POINTS = {"serve.store_cli", "agent.daemon", "agent.cli", "agent.token_cli"}
 
 
 def imports_of(path: Path) -> set[str]:
