@@ -20,7 +20,7 @@ from typing import Any
 from agent import controller_rules as rules
 from agent.controller_rules import Blessing, ModelState, Plan
 from agent.deployer import DeployError, wait_until_running
-from agent.errors import ApiError, Conflict, Invalid, NotFound
+from agent.errors import ApiError, Conflict, NotFound
 from agent.schemas.models import ActionResult, ModelStatus, VersionStatus
 from agent.serve_api import ServeAPI, ServeAPIError
 from agent.serve_status import ServeStatus, diagnose
@@ -40,6 +40,11 @@ from serve.serve_config import (
 )
 
 log = logging.getLogger("trackside.agent.controller")
+DASHBOARD_OPEN = (
+    "Ray's dashboard at %s answers without a token: any user who can reach it (every local"
+    " user of this host) can deploy code to the cluster. Start Ray with RAY_AUTH_MODE=token"
+    " (README: multi-host guide)"
+)
 
 # An action's rule, given the model's state: the plan, or a refusal (an ApiError).
 Rule = Callable[[ModelState], Plan]
@@ -72,6 +77,7 @@ class Controller:
         self._cluster = ClusterResources()
         self.last_status: ServeStatus | None = None
         self.needs_reconcile = False
+        self.dashboard_open = False  # known at bootstrap: Ray's token auth is off
 
     # -- state -------------------------------------------------------------------------------
     def state(self, model: str) -> ModelState:
@@ -140,12 +146,19 @@ class Controller:
             self.replay_token_sha256,
         )
 
+    def problems(self) -> list[str]:
+        """What an operator must know about the controller's cluster (shown with the host)."""
+        return [DASHBOARD_OPEN % self.api.dashboard] if self.dashboard_open else []
+
     async def refresh_cluster(self) -> None:
         self._cluster = await self.api.cluster_resources()
 
     async def bootstrap(self) -> None:
         """Deploy every configured model that has no state yet, and re-apply the rest."""
         await self.refresh_cluster()
+        self.dashboard_open = await self.api.answers_without_token()
+        if self.dashboard_open:
+            log.warning(DASHBOARD_OPEN, self.api.dashboard)
         for model, config in self.models.items():
             if self.store.get_state(f"model:{model}") is not None:
                 continue
@@ -215,7 +228,7 @@ class Controller:
             check_version(version)
             return self._stored_manifest(model, version)
         except (StoreError, InvalidName) as exc:
-            raise Invalid(f"unknown version {model}/{version}: {exc}") from exc
+            raise NotFound(f"unknown version {model}/{version}: {exc}") from exc
 
     async def _serve_status(self) -> ServeStatus:
         self.last_status = ServeStatus.parse(await self.api.get_applications())
@@ -241,12 +254,12 @@ class Controller:
                     + "; deploy it and wait until it is RUNNING"
                 )
                 if app is None or app.status != "DEPLOYING" or problem:
-                    raise Invalid(reason)
+                    raise Conflict(reason)
                 waiting.append(reason)
             if not waiting:
                 return
             if time.monotonic() > deadline:
-                raise Invalid(waiting[0])
+                raise Conflict(waiting[0])
             await asyncio.sleep(0.5)
 
     async def _apply(

@@ -80,7 +80,7 @@ def check_blessing(model: str, version: str, blessing: Blessing) -> None:
                 f" (worse by {worse:.4g}, tolerance {rule.tolerance:g})"
             )
     if failures:
-        raise Invalid(
+        raise Conflict(
             f"{model}/{version} is not blessed: " + "; ".join(failures) + ". Pass force to"
             " deploy anyway."
         )
@@ -106,7 +106,7 @@ def set_traffic(
     table = next_table(state, split, sticky_header, route_version)
     unknown = sorted(table.versions() - set(state.versions))
     if unknown:
-        raise Invalid(f"versions {unknown} of {state.model} are not deployed")
+        raise Conflict(f"versions {unknown} of {state.model} are not deployed")
     return Plan(
         state.model_copy(update={"table": table}),
         "traffic updated",
@@ -116,7 +116,7 @@ def set_traffic(
 
 def promote(state: ModelState, version: str, route_version: int) -> Plan:
     if version not in state.versions:
-        raise Invalid(f"version {version} of {state.model} is not deployed")
+        raise Conflict(f"version {version} of {state.model} is not deployed")
     fallback = state.stable if state.stable != version else None
     table = next_table(
         state, TrafficSplit(weights={version: 100}, fallback=fallback), None, route_version
@@ -138,12 +138,12 @@ def rollback(state: ModelState, to: str | None, route_version: int) -> Plan:
     target = to
     if target is None:
         if not history:
-            raise Invalid(f"{state.model} has no previous stable version to roll back to")
+            raise Conflict(f"{state.model} has no previous stable version to roll back to")
         target = history.pop()
     elif target in history:
         history = history[: history.index(target)]
     if target not in state.versions:
-        raise Invalid(f"version {target} of {state.model} is not deployed")
+        raise Conflict(f"version {target} of {state.model} is not deployed")
     table = next_table(state, TrafficSplit(weights={target: 100}), None, route_version)
     new = state.model_copy(update={"table": table, "stable": target, "previous_stable": history})
     return Plan(
@@ -155,7 +155,7 @@ def rollback(state: ModelState, to: str | None, route_version: int) -> Plan:
 
 def retire(state: ModelState, version: str) -> Plan:
     if version not in state.versions:
-        raise Invalid(f"version {version} of {state.model} is not deployed")
+        raise Conflict(f"version {version} of {state.model} is not deployed")
     if version in state.table.versions() or version == state.stable:
         raise Conflict(
             f"{version} still has traffic (weight, shadow, fallback or stable); move it first"

@@ -73,10 +73,10 @@ class Rollouts:
     async def start(self, model: str, canary: str, overrides: dict[str, Any], who: str) -> Rollout:
         state = self.ctl.state(model)
         if canary == state.stable:
-            raise RolloutError(f"{canary} is already the stable version of {model}", 422)
+            raise RolloutError(f"{canary} is already the stable version of {model}")
         if canary not in state.versions:
             raise RolloutError(
-                f"{canary} of {model} is not deployed; deploy it first ({state.versions})", 422
+                f"{canary} of {model} is not deployed; deploy it first ({state.versions})"
             )
         try:
             current = self.get(model)

@@ -6,13 +6,12 @@ When Ray's token auth is on, requests carry the cluster's token as a bearer head
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 
+from serve.ray_token import ray_auth_token
 from serve.serve_config import ClusterResources
 
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
@@ -34,19 +33,6 @@ class ServeAPIError(Exception):
         self.status = status
 
 
-def ray_auth_token(explicit: str | None = None) -> str | None:
-    """The cluster token, from the argument, RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray."""
-    if explicit:
-        return explicit.strip()
-    if os.environ.get("RAY_AUTH_TOKEN"):
-        return os.environ["RAY_AUTH_TOKEN"].strip()
-    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
-    try:
-        return path.read_text().strip() or None
-    except OSError:
-        return None
-
-
 class ServeAPI:
     def __init__(
         self,
@@ -56,11 +42,12 @@ class ServeAPI:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.dashboard = dashboard.rstrip("/")
-        token = ray_auth_token(token)
+        token = token.strip() if token else ray_auth_token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.AsyncClient(
             base_url=self.dashboard, headers=headers, timeout=timeout_s, transport=transport
         )
+        self._transport = transport
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -92,6 +79,18 @@ class ServeAPI:
                 response.status_code,
             )
         return response
+
+    async def answers_without_token(self) -> bool:
+        """Whether the dashboard (which deploys code) lets anyone in: Ray's token auth off."""
+        async with httpx.AsyncClient(
+            base_url=self.dashboard, timeout=self._client.timeout, transport=self._transport
+        ) as anonymous:
+            try:
+                response = await anonymous.get(APPLICATIONS_PATH)
+            except httpx.HTTPError as exc:
+                msg = f"Ray dashboard at {self.dashboard} did not answer: {exc!r}"
+                raise ServeAPIError(msg) from exc
+        return response.status_code < 400
 
     async def get_applications(self) -> dict[str, Any]:
         """Serve's status document: applications, deployments, replicas, messages."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from console.sources import HostSource
 from console.ssh import TunnelError
 
 HISTORY_POINTS = 30
+log = logging.getLogger("trackside.console")
 
 
 @dataclass
@@ -115,13 +117,19 @@ async def poll_forever(
         except asyncio.CancelledError:
             await source.close()
             raise
-        except (AgentError, TunnelError, OSError) as exc:
+        except Exception as exc:
+            # Whatever failed, this host's loop goes on: down with the reason, retried. The
+            # expected failures say what to do; anything else is named and logged in full.
+            expected = isinstance(exc, AgentError | TunnelError | OSError)
+            if not expected:
+                log.exception("polling %s failed", source.name)
+            error = str(exc) if expected else f"{type(exc).__name__}: {exc}"
             # Keep the last data (marked stale) so the operator still sees what was there.
             snapshot = HostSnapshot(
                 **{
                     **snapshot.__dict__,
                     "connected": False,
-                    "error": str(exc),
+                    "error": error,
                     "retry_in_s": backoff,
                 }
             )

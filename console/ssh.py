@@ -70,6 +70,14 @@ async def open_tunnel(entry: HostEntry, connect_timeout_s: float = 10.0) -> Tunn
             f" refusing to connect. If the host was rebuilt, check its fingerprint and update"
             f" {known}"
         ) from exc
+    except asyncssh.KeyImportError as exc:
+        # The console cannot ask for a passphrase in the middle of a screen: the SSH agent
+        # holds decrypted keys, and asyncssh uses it.
+        key = entry.key or "a key named in ~/.ssh/config"
+        raise TunnelError(
+            f"{entry.name}: cannot use {key}: {exc}. Add it to your SSH agent (ssh-add"
+            f" {entry.key or 'KEY'}) and the console uses it from there"
+        ) from exc
     except asyncssh.PermissionDenied as exc:
         raise TunnelError(
             f"{entry.name}: SSH login refused for user {entry.user or os.environ.get('USER')}"

@@ -24,6 +24,7 @@ from agent.defaults import DEFAULT_PORT
 from serve.config_file import ConfigError, load_toml
 from serve.local_cluster import LocalCluster
 from serve.model_store import ModelStore
+from serve.ray_token import token_auth_env
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / ".trackside"
@@ -72,6 +73,7 @@ def ensure_demo_models(store: ModelStore) -> None:
 
 
 def start_agent(ray: LocalCluster, config: DemoConfig) -> subprocess.Popen:
+    """The controller, with the cluster's token (Ray's token auth is on)."""
     agent_toml = DATA / "demo-agent.toml"
     models = ", ".join(f'"{ROOT / p}"' for p in config.models.configs)
     agent_toml.write_text(
@@ -86,6 +88,7 @@ def start_agent(ray: LocalCluster, config: DemoConfig) -> subprocess.Popen:
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
+        env={**os.environ, **ray.env},
     )
 
 
@@ -136,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             "gcs": config.ray.gcs_port,
         },
         log_file=DATA / "ray.log",
+        # Ray's token auth on: the dashboard deploys code, and this host has other users.
+        env=token_auth_env(DATA / "ray.token"),
     )
     agent = load = None
     agent_port = config.demo.agent_port

@@ -37,6 +37,7 @@ from serve.cluster_watchdog import node_processes
 from serve.local_cluster import LocalCluster, free_port
 from serve.model_store import ModelStore
 from serve.names import HOST_ENV, SPOOL_ENV
+from serve.ray_token import token_auth_env
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = "abcdefghij"
@@ -119,13 +120,20 @@ def write_fleet_file(path: Path, nodes: list[tuple[str, int, Path]]) -> None:
     path.write_text("\n".join(lines))
 
 
-def start_agent(config: Path, log: Path, controller: bool) -> subprocess.Popen[bytes]:
+def start_agent(
+    config: Path, log: Path, controller: bool, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "agent.daemon", "--config", str(config)]
     if controller:
         command.append("--controller")
     with open(log, "ab") as out:
         return subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+            env={**os.environ, **env},
         )
 
 
@@ -163,6 +171,8 @@ def up(folder: Path, nodes: int) -> int:
     fleet_token = folder / "fleet.token"
     hosts = [(n, p, folder / n / "data") for n, p in zip(names, ports, strict=True)]
     write_fleet_file(fleet_file, hosts)
+    # Ray's token auth on, as on a real fleet: the dashboard deploys code (README).
+    ray_auth = token_auth_env(folder / "ray.token")
     rays: list[LocalCluster] = []
     agents: list[subprocess.Popen[bytes]] = []
     states = []
@@ -174,7 +184,7 @@ def up(folder: Path, nodes: int) -> int:
                 "num_cpus": 2 if i == 0 else 1,
                 "num_gpus": 1 if i == nodes - 1 and nodes > 1 else 0,
                 "resources": {f"host_{NAMES[i]}": 1},
-                "env": {HOST_ENV: name, SPOOL_ENV: str(node / "spool")},
+                "env": {HOST_ENV: name, SPOOL_ENV: str(node / "spool"), **ray_auth},
                 "log_file": node / "ray.log",
                 "watchdog": False,
                 "multi_node": True,
@@ -195,7 +205,7 @@ def up(folder: Path, nodes: int) -> int:
                     f"serve_port = {head.ports['serve_http']}\n"
                     f'models = ["{model_toml(folder, nodes)}"]\n'
                 )
-            proc = start_agent(config, node / "agent.log", controller=i == 0)
+            proc = start_agent(config, node / "agent.log", i == 0, ray_auth)
             agents.append(proc)
             wait_healthy(f"http://127.0.0.1:{ports[i]}", proc, node / "agent.log")
             ray_start = rays[i].process

@@ -24,6 +24,7 @@ import httpx
 import psutil
 
 from serve.cluster_watchdog import node_processes
+from serve.ray_token import AUTH_MODE_ENV, ray_auth_token
 
 # Ray resolves 127.0.0.1 to the host's external address and binds its servers to all
 # interfaces unless it thinks it runs a single-machine cluster; this keeps it on loopback.
@@ -241,11 +242,16 @@ class LocalCluster:
         raise RuntimeError(f"Ray node did not come up ({self.dashboard_url})")
 
     def _ready(self) -> bool:
+        # A cluster started with Ray's token auth (RAY_AUTH_MODE=token) answers only with it.
+        token = ray_auth_token(self.env) if AUTH_MODE_ENV in self.env else None
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
         if self.join is None:
-            r = httpx.get(f"{self.dashboard_url}/api/serve/applications/", timeout=2)
+            r = httpx.get(f"{self.dashboard_url}/api/serve/applications/", timeout=2, headers=auth)
             return r.status_code == 200
         # A worker: the head lists a live node with this node's manager port.
-        r = httpx.get(f"{self.head_dashboard}/nodes", params={"view": "summary"}, timeout=2)
+        r = httpx.get(
+            f"{self.head_dashboard}/nodes", params={"view": "summary"}, timeout=2, headers=auth
+        )
         for node in r.json().get("data", {}).get("summary", []):
             raylet = node.get("raylet", {})
             if raylet.get("state") == "ALIVE" and raylet.get("nodeManagerPort") == int(

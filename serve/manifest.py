@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 MANIFEST_FILE = "manifest.json"
 REFERENCE_FILE = "reference.parquet"
 SCHEMA_VERSION = 1
+
+
+def plain_file_name(name: str) -> str:
+    """A file directly inside the version folder: no folder part, nothing hidden."""
+    if not name or "/" in name or "\\" in name or name.startswith(".") or "\x00" in name:
+        raise ValueError(f"{name!r} is not a plain file name inside the version folder")
+    return name
+
+
+def check_artifact_name(name: str) -> str:
+    plain_file_name(name)
+    if name in (MANIFEST_FILE, REFERENCE_FILE):
+        raise ValueError(
+            f"an artifact may not be named {name!r}: the version folder keeps its manifest and"
+            " reference sample under that name; rename the file"
+        )
+    return name
+
+
+def _reference_name(name: str) -> str:
+    if plain_file_name(name) != REFERENCE_FILE:
+        raise ValueError(f"the reference sample is {REFERENCE_FILE!r}, not {name!r}")
+    return name
 
 
 class _Strict(BaseModel):
@@ -45,14 +68,16 @@ class Manifest(_Strict):
     model: str
     version: str
     framework: Literal["onnx"] = "onnx"
-    artifact: str = Field(description="file name of the artifact inside the version folder")
+    artifact: Annotated[str, AfterValidator(check_artifact_name)] = Field(
+        description="file name of the artifact inside the version folder"
+    )
     sha256: str
     size_bytes: int
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     input: InputSchema
     output: OutputSchema
     metrics: dict[str, float] = Field(default_factory=dict, description="offline metrics")
-    reference: str | None = REFERENCE_FILE
+    reference: Annotated[str, AfterValidator(_reference_name)] | None = REFERENCE_FILE
     reference_rows: int = 0
     provenance: Provenance = Field(default_factory=Provenance)
     # Pickled artifacts run code on load: refused unless a manifest explicitly opts in,

@@ -6,14 +6,23 @@ the `[defaults]` table key by key.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from serve.config_file import ConfigError, read_toml
+from serve.json_number import INTEGRAL
 from serve.names import check_name, check_version
-from serve.routing_table import DEFAULT_STICKY_HEADER
+from serve.routing_table import DEFAULT_STICKY_HEADER, StickyHeader
 
 
 class _Strict(BaseModel):
@@ -108,7 +117,7 @@ class RouterUserConfig(RouterReplicaSettings):
 class RouterOptions(RouterReplicaSettings):
     """A model's `[router]` table: the replica settings and how the router is deployed."""
 
-    sticky_header: str = DEFAULT_STICKY_HEADER
+    sticky_header: StickyHeader = DEFAULT_STICKY_HEADER
     num_replicas: int = Field(1, ge=1)
     # At most this many router replicas per host: with num_replicas = hosts and 1 here,
     # every host has a router, each writing its calls to its own host's spool.
@@ -131,12 +140,15 @@ class RouterOptions(RouterReplicaSettings):
 class RolloutGates(_Strict):
     """What the canary judge asks of a canary at every step (agent/analysis/judge.py)."""
 
-    min_requests: int = Field(100, ge=1)
+    # Strict: a rollout's body may override these, and "50" is not a number.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    min_requests: Annotated[int, Field(ge=1, le=10_000_000), INTEGRAL] = 100
     max_error_increase: float = Field(0.005, ge=0, le=1)
-    latency_tolerance: float = Field(0.10, ge=0)
-    spread_ratio: float = Field(1.5, ge=1)
+    latency_tolerance: float = Field(0.10, ge=0, le=100)
+    spread_ratio: float = Field(1.5, ge=1, le=100)
     max_disagreement: float = Field(0.02, ge=0, le=1)
-    min_pairs: int = Field(100, ge=1)
+    min_pairs: Annotated[int, Field(ge=1, le=10_000_000), INTEGRAL] = 100
     fail_p: float = Field(0.01, gt=0, lt=1)
     # Input features of the canary's traffic drifted from its reference, at most (marginal).
     max_drifted_share: float = Field(0.1, ge=0, le=1)
@@ -144,27 +156,38 @@ class RolloutGates(_Strict):
     max_missing_share: float = Field(0.1, ge=0, le=1)
 
 
+def _rising_to_100(steps: list[int]) -> list[int]:
+    if any(a >= b for a, b in itertools.pairwise(steps)):
+        raise ValueError("rollout steps must rise, each above the last, to 100")
+    if steps[-1] != 100:
+        raise ValueError("the last rollout step must be 100: steps are weights rising to 100")
+    return steps
+
+
+# Declared once for the config file and a rollout's body, which may override each.
+Steps = Annotated[
+    list[Annotated[int, Field(ge=1, le=100), INTEGRAL]],
+    Field(min_length=1, max_length=100, description="canary weights, rising, the last 100"),
+    AfterValidator(_rising_to_100),
+]
+StepWait = Annotated[float, Field(ge=1, le=86_400, description="seconds each step is watched")]
+MaxMarginal = Annotated[int, Field(ge=0, le=100), INTEGRAL]
+PairFraction = Annotated[float, Field(ge=0, le=1)]
+
+
 class RolloutPolicy(_Strict):
     """A progressive rollout: the canary's weight per step, how long each step is watched,
     and the judge's gates. A failed judgement rolls back at once; a marginal one watches the
     step again, `max_marginal` times, then pauses for a person."""
 
-    steps: list[int] = Field(default_factory=lambda: [5, 25, 50, 100], min_length=1)
-    step_wait_s: float = Field(300, ge=1)
-    max_marginal: int = Field(2, ge=0)
-    # Share of canary calls also sent to stable (shadow): their answers are compared.
-    pair_fraction: float = Field(0.2, ge=0, le=1)
-    gates: RolloutGates = Field(default_factory=RolloutGates)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    @model_validator(mode="after")
-    def _steps_rise_to_100(self) -> RolloutPolicy:
-        if any(not 0 < w <= 100 for w in self.steps):
-            raise ValueError("rollout steps are canary weights in 1..100, rising to 100")
-        if any(a >= b for a, b in zip(self.steps, self.steps[1:], strict=False)):
-            raise ValueError("rollout steps must rise, each above the last, to 100")
-        if self.steps[-1] != 100:
-            raise ValueError("the last rollout step must be 100: steps are weights rising to 100")
-        return self
+    steps: Steps = Field(default_factory=lambda: [5, 25, 50, 100])
+    step_wait_s: StepWait = 300
+    max_marginal: MaxMarginal = 2
+    # Share of canary calls also sent to stable (shadow): their answers are compared.
+    pair_fraction: PairFraction = 0.2
+    gates: RolloutGates = Field(default_factory=RolloutGates)
 
 
 class ModelConfig(_Strict):

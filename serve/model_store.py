@@ -5,16 +5,18 @@ Pure file handling (no Ray): the agent and the Serve replicas both read it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from serve.manifest import MANIFEST_FILE, REFERENCE_FILE, Manifest
+from serve.manifest import MANIFEST_FILE, REFERENCE_FILE, Manifest, check_artifact_name
 from serve.names import check_name, check_version
 
 DEFAULT_STORE = Path(".trackside/models")
@@ -35,6 +37,18 @@ def sha256_file(path: Path) -> str:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+STAGING_PREFIX = ".staging-"
+STALE_STAGING_S = 3600  # a registration copies one file: an hour-old one was killed
+
+
+def _remove_stale_staging(model_dir: Path) -> None:
+    now = time.time()
+    for leftover in model_dir.glob(f"{STAGING_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if now - leftover.stat().st_mtime > STALE_STAGING_S:
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,10 @@ class ModelStore:
             raise StoreError(f"artifact {artifact} is not a file")
         if reference is not None and not Path(reference).is_file():
             raise StoreError(f"reference sample {reference} is not a file")
+        try:
+            check_artifact_name(artifact.name)
+        except ValueError as exc:
+            raise StoreError(str(exc)) from exc
         final = self.version_dir(model, version)
         if final.exists():
             raise StoreError(
@@ -79,7 +97,8 @@ class ModelStore:
                 " immutable, register a new version name instead"
             )
         final.parent.mkdir(parents=True, exist_ok=True)
-        staging = final.parent / f".staging-{version}-{uuid.uuid4().hex[:8]}"
+        _remove_stale_staging(final.parent)
+        staging = final.parent / f"{STAGING_PREFIX}{version}-{uuid.uuid4().hex[:8]}"
         staging.mkdir()
         try:
             shutil.copyfile(artifact, staging / artifact.name)
@@ -134,7 +153,10 @@ class ModelStore:
             if not folder.is_dir():
                 continue
             for vdir in folder.iterdir():
-                if vdir.is_dir() and (vdir / MANIFEST_FILE).is_file():
+                # Hidden: a registration under way, or one a killed process left behind.
+                if vdir.name.startswith(".") or not vdir.is_dir():
+                    continue
+                if (vdir / MANIFEST_FILE).is_file():
                     found.append(self.manifest(name, vdir.name))
         return sorted(found, key=lambda m: (m.model, m.created_at, m.version))
 
@@ -142,7 +164,11 @@ class ModelStore:
         manifest = self.manifest(model, version)
         if manifest.reference is None:
             return None
-        return self.version_dir(model, version) / manifest.reference
+        folder = self.version_dir(model, version)
+        path = (folder / manifest.reference).resolve()
+        if path.parent != folder.resolve():  # a link out of the folder, say
+            raise StoreError(f"{model}/{version}: reference {path} is outside {folder}")
+        return path
 
     def load(self, model: str, version: str) -> LoadedArtifact:
         """Read the artifact and check its sha256 before anything parses it."""

@@ -402,6 +402,9 @@ class Router:
                 "written": self.spool.written,
                 "dropped": self.spool.dropped,
                 "pending": self.spool.pending(),
+                "pending_bytes": self.spool.pending_bytes(),
+                "write_errors": self.spool.write_errors,
+                "last_error": self.spool.last_error,
             }
         return {
             "model": self.model,

@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import re
+from typing import Annotated, Any
 
-from serve.names import check_version
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from serve.json_number import INTEGRAL
+from serve.names import VersionName
 
 DEFAULT_STICKY_HEADER = "x-trackside-key"
+# An HTTP header name (RFC 9110 token), lower-case as ASGI hands headers to the router.
+HEADER_PATTERN = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]{1,64}")
+
+
+def check_sticky_header(value: Any) -> Any:
+    if not isinstance(value, str) or not HEADER_PATTERN.fullmatch(value):
+        raise ValueError(
+            f"sticky_header {value!r} is not a lower-case HTTP header name (letters, digits,"
+            " '-' and the like; at most 64)"
+        )
+    return value
+
+
+StickyHeader = Annotated[
+    str, Field(pattern=f"^{HEADER_PATTERN.pattern}$"), BeforeValidator(check_sticky_header)
+]
+Weight = Annotated[int, Field(ge=0, le=100), INTEGRAL]
+# Every key a version name: patternProperties (from VersionName) and nothing else.
+ONLY_VERSION_KEYS: dict[str, Any] = {"additionalProperties": False}
 
 
 class ShadowTarget(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    version: str
+    version: VersionName
     fraction: float = Field(ge=0.0, le=1.0)
-
-
-def check_sticky_header(value: str) -> str:
-    if not value or value.lower() != value:
-        raise ValueError("sticky_header must be a non-empty lower-case header name")
-    return value
 
 
 class TrafficSplit(BaseModel):
@@ -29,25 +46,19 @@ class TrafficSplit(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    weights: dict[str, int]
+    weights: dict[VersionName, Weight] = Field(
+        min_length=1,
+        json_schema_extra=ONLY_VERSION_KEYS,
+        description="percent of calls per version, 0..100 each, adding up to 100",
+    )
     shadow: ShadowTarget | None = None
-    fallback: str | None = None
+    fallback: VersionName | None = None
 
     @model_validator(mode="after")
     def _check(self) -> TrafficSplit:
-        if not self.weights:
-            raise ValueError("weights must name at least one version")
-        for version, weight in self.weights.items():
-            check_version(version)
-            if weight < 0 or weight > 100:
-                raise ValueError(f"weight of {version} is {weight}; weights are 0..100")
         total = sum(self.weights.values())
         if total != 100:
             raise ValueError(f"weights sum to {total}, not 100: {self.weights}")
-        if self.shadow is not None:
-            check_version(self.shadow.version)
-        if self.fallback is not None:
-            check_version(self.fallback)
         return self
 
     def versions(self) -> set[str]:
@@ -74,12 +85,7 @@ class RoutingTable(TrafficSplit):
     reused), so every response can say which table served it."""
 
     route_version: int = Field(ge=0)
-    sticky_header: str = DEFAULT_STICKY_HEADER
-
-    @field_validator("sticky_header")
-    @classmethod
-    def _header(cls, value: str) -> str:
-        return check_sticky_header(value)
+    sticky_header: StickyHeader = DEFAULT_STICKY_HEADER
 
     def summary(self) -> str:
         return f"#{self.route_version} {super().summary()}"

@@ -30,6 +30,7 @@ class FakeGpu:
     uuid: str
     supported: bool = True  # False: every optional field raises NotSupported
     lost_after: int | None = None  # good samples before the GPU falls off the bus
+    lost_at_start: bool = False  # off the bus before the agent starts: no handle at all
     calls: int = 0
 
 
@@ -58,6 +59,8 @@ class FakeNvml:
 
     def nvmlDeviceGetHandleByIndex(self, index: int) -> FakeGpu:
         self.handle_calls += 1
+        if self.gpus[index].lost_at_start:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
         return self.gpus[index]
 
     def nvmlDeviceGetUUID(self, gpu: FakeGpu) -> str:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from agent.api.context import Context, authorized
+from agent.api.context import Context, Since, authorized
 from agent.schemas.audit import AuditEntry
-from agent.store import naive_utc
+from serve.names import ModelName
 
 router = APIRouter(tags=["audit"], dependencies=[Depends(authorized)])
 
@@ -18,16 +17,15 @@ router = APIRouter(tags=["audit"], dependencies=[Depends(authorized)])
 @router.get("/v1/audit")
 def audit(
     ctx: Context,
-    since: datetime | None = None,
-    model: str | None = None,
+    since: Since = None,
+    model: ModelName | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEntry]:
-    start = naive_utc(since) if since else None
     rows = ctx.store.query(
         "SELECT id, ts, who, action, model, request, before, after, result, error FROM audit"
         " WHERE (?::TIMESTAMP IS NULL OR ts >= ?) AND (?::VARCHAR IS NULL OR model = ?)"
         " ORDER BY id DESC LIMIT ?",
-        [start, start, model, model, limit],
+        [since, since, model, model, limit],
     )
     for row in rows:
         for key in ("request", "before", "after"):

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from agent.api.guard import identity_of
@@ -21,10 +21,20 @@ from agent.local_log import LocalRequestLog
 from agent.replay import Replayer
 from agent.request_log import RequestLog
 from agent.rollouts import Rollouts
+from agent.schemas.common import When
 from agent.store import Store, naive_utc, utcnow
 from agent.tokens import Identity, TokenBook
 
 MAX_POINTS = 5000
+_TIME = "RFC 3339 (no offset: UTC), 1970..2200, before `until`"
+Since = Annotated[When | None, Query(description=f"start of the window: {_TIME}")]
+Until = Annotated[When | None, Query(description="end of the window (default: now)")]
+SinceRequired = Annotated[When, Query(description=f"start of the window: {_TIME}")]
+UntilRequired = Annotated[When, Query(description="end of the window, after `since`")]
+Step = Annotated[
+    int | None,
+    Query(ge=1, le=86400, description=f"seconds per point; at most {MAX_POINTS} points"),
+]
 
 
 @dataclass(frozen=True)

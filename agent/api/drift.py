@@ -6,12 +6,11 @@ nobody asks about drift stays small."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from agent.api.context import Context, ControllerDep, authorized, time_window
+from agent.api.context import Context, ControllerDep, Since, Until, authorized, time_window
 from agent.errors import Conflict, NotFound
 from agent.request_log import DriftSource
 from agent.schemas.coverage import Coverage
@@ -24,6 +23,7 @@ from agent.schemas.drift import (
 )
 from agent.summaries import minute_window
 from serve.model_store import StoreError
+from serve.names import ModelName, VersionName
 
 if TYPE_CHECKING:
     from agent.analysis.drift import FeatureResult
@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 router = APIRouter(tags=["drift"], dependencies=[Depends(authorized)])
 
 
-def drift_source(ctl: ControllerDep, model: str, version: str | None = None) -> DriftSource:
+def drift_source(
+    ctl: ControllerDep, model: ModelName, version: VersionName | None = None
+) -> DriftSource:
     if model not in ctl.models:
         raise NotFound(f"unknown model {model!r}; known: {sorted(ctl.models)}")
     version = version or ctl.state(model).stable
@@ -67,9 +69,7 @@ def feature_drift(f: FeatureResult) -> FeatureDrift:
 
 
 @router.get("/v1/drift")
-def drift(
-    ctx: Context, source: Source, since: datetime | None = None, until: datetime | None = None
-) -> DriftReport:
+def drift(ctx: Context, source: Source, since: Since = None, until: Until = None) -> DriftReport:
     """Every input feature and the predicted label of a version's primary traffic in the
     window (default: the last hour; version: the stable one) against its reference sample."""
     from agent.analysis.drift import drift_reports
@@ -100,8 +100,8 @@ def drift_histogram(
     ctx: Context,
     source: Source,
     feature: str,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Since = None,
+    until: Until = None,
     bins: Annotated[int, Query(ge=2, le=100)] = 20,
 ) -> DriftHistogram:
     from agent.analysis.drift import histogram
@@ -128,8 +128,8 @@ def drift_histogram(
 def drift_timeline(
     ctx: Context,
     source: Source,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Since = None,
+    until: Until = None,
     buckets: Annotated[int, Query(ge=1, le=60)] = 12,
 ) -> list[DriftPoint]:
     """The window cut in `buckets` equal slices, each tested on its own."""

@@ -4,12 +4,11 @@ Each answers from this agent's own file only, whether or not it is the controlle
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from agent.api.context import Context, authorized
+from agent.api.context import Context, Since, SinceRequired, Until, UntilRequired, authorized
 from agent.local_log import LocalRequestLog
 from agent.request_log import RequestFilter
 from agent.schemas.fleet import (
@@ -22,6 +21,8 @@ from agent.schemas.fleet import (
     PairTotals,
 )
 from agent.schemas.requests import RequestRow
+from serve.names import ModelName, VersionName
+from serve.request_record import Role
 
 router = APIRouter(prefix="/v1/fleet", tags=["fleet"], dependencies=[Depends(authorized)])
 Buckets = Annotated[int, Query(ge=1, le=1440)]
@@ -37,10 +38,10 @@ Local = Annotated[LocalRequestLog, Depends(local)]
 @router.get("/features")
 def features(
     log: Local,
-    model: str,
-    version: str,
-    since: datetime,
-    until: datetime,
+    model: ModelName,
+    version: VersionName,
+    since: SinceRequired,
+    until: UntilRequired,
     buckets: Buckets = 1,
     only: Annotated[list[int] | None, Query()] = None,
 ) -> Columns:
@@ -51,7 +52,12 @@ def features(
 
 @router.get("/labels")
 def labels(
-    log: Local, model: str, version: str, since: datetime, until: datetime, buckets: Buckets = 1
+    log: Local,
+    model: ModelName,
+    version: VersionName,
+    since: SinceRequired,
+    until: UntilRequired,
+    buckets: Buckets = 1,
 ) -> list[LabelCount]:
     part = log.label_part(model, version, since, until, buckets)
     return [LabelCount(bucket=b, label=label, n=n) for b, label, n in part]
@@ -60,31 +66,41 @@ def labels(
 @router.get("/latency")
 def latency(
     log: Local,
-    since: datetime,
-    until: datetime,
+    since: SinceRequired,
+    until: UntilRequired,
     step: Annotated[int, Query(ge=60, le=86400)] = 60,
-    model: str | None = None,
-    version: str | None = None,
+    model: ModelName | None = None,
+    version: VersionName | None = None,
 ) -> LatencyColumns:
     series, calls, hist = log.latency_part(model, version, since, until, step)
     return LatencyColumns(versions=series, calls=Columns.of(calls), latency=Columns.of(hist))
 
 
 @router.get("/traffic")
-def traffic(log: Local, model: str, since: datetime, until: datetime) -> HostCounts:
+def traffic(log: Local, model: ModelName, since: SinceRequired, until: UntilRequired) -> HostCounts:
     return HostCounts(host=log.host, calls=log.traffic_part(model, since, until))
 
 
 @router.get("/calls")
 def calls(
-    log: Local, model: str, canary: str, stable: str, since: datetime, until: datetime
+    log: Local,
+    model: ModelName,
+    canary: VersionName,
+    stable: VersionName,
+    since: SinceRequired,
+    until: UntilRequired,
 ) -> Columns:
     return Columns.of(log.call_part(model, canary, stable, since, until))
 
 
 @router.get("/pairs")
 def pairs(
-    log: Local, model: str, canary: str, stable: str, since: datetime, until: datetime
+    log: Local,
+    model: ModelName,
+    canary: VersionName,
+    stable: VersionName,
+    since: SinceRequired,
+    until: UntilRequired,
 ) -> PairTotals:
     p = log.shadow_pairs(model, canary, stable, since, until)
     return PairTotals(pairs=p.pairs, disagreements=p.disagreements)
@@ -98,12 +114,12 @@ def originals(log: Local, body: OriginalsRequest) -> list[OriginalRow]:
 @router.get("/requests")
 def requests(
     log: Local,
-    model: str | None = None,
-    version: str | None = None,
-    role: str | None = None,
+    model: ModelName | None = None,
+    version: VersionName | None = None,
+    role: Role | None = None,
     status: Annotated[int | None, Query(ge=0, le=999)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Since = None,
+    until: Until = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[RequestRow]:
     return log.requests(RequestFilter(model, version, role, status, since, until, limit))

@@ -7,19 +7,27 @@ import json
 import os
 import socket
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 import psutil
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 
-from agent.api.context import AgentContext, Context, authorized, time_window
+from agent.api.context import (
+    AgentContext,
+    Context,
+    Since,
+    Step,
+    Until,
+    authorized,
+    time_window,
+)
 from agent.api.health import failing
 from agent.ingest import BAD, bad_files
 from agent.schemas.host import GpuInfo, HostInfo, LatencyPoint
 from agent.store import GPU_ROLLUP, HOST_ROLLUP
+from serve.names import ModelName, VersionName
 
 router = APIRouter(tags=["host and telemetry"], dependencies=[Depends(authorized)])
-Step = Annotated[int | None, Query(ge=1, le=86400)]
 
 
 def utc_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -51,6 +59,8 @@ def host_problems(ctx: AgentContext) -> list[str]:
         for name, state in sorted(ctx.collectors.items())
         if name in failing(ctx.collectors)
     ]
+    if ctx.controller is not None:
+        out.extend(ctx.controller.problems())
     count, size = bad_files(ctx.spool)
     if count:
         out.append(
@@ -62,7 +72,7 @@ def host_problems(ctx: AgentContext) -> list[str]:
 
 @router.get("/v1/telemetry/host")
 def telemetry_host(
-    ctx: Context, since: datetime | None = None, until: datetime | None = None, step: Step = None
+    ctx: Context, since: Since = None, until: Until = None, step: Step = None
 ) -> list[dict[str, Any]]:
     since, until, step_s = time_window(since, until, step, 600)
     return utc_rows(ctx.store.telemetry("host_samples", HOST_ROLLUP, since, until, step_s))
@@ -70,7 +80,7 @@ def telemetry_host(
 
 @router.get("/v1/telemetry/gpu")
 def telemetry_gpu(
-    ctx: Context, since: datetime | None = None, until: datetime | None = None, step: Step = None
+    ctx: Context, since: Since = None, until: Until = None, step: Step = None
 ) -> list[dict[str, Any]]:
     since, until, step_s = time_window(since, until, step, 600)
     return utc_rows(
@@ -89,10 +99,10 @@ def gpu_latest(ctx: Context) -> list[dict[str, Any]]:
 @router.get("/v1/telemetry/latency")
 def telemetry_latency(
     ctx: Context,
-    model: str | None = None,
-    version: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    model: ModelName | None = None,
+    version: VersionName | None = None,
+    since: Since = None,
+    until: Until = None,
     step: Step = None,
 ) -> list[LatencyPoint]:
     since, until, step_s = time_window(since, until, step, 600)

@@ -37,7 +37,17 @@ def _gauge(
         lines.append(f"{name}{{{label}}} {float(value)}" if label else f"{name} {float(value)}")
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+# Errors are JSON like everywhere else; only the answer is Prometheus' text.
+JSON_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {
+        "description": text,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+    for code, text in {401: "missing or wrong bearer token", 403: "not allowed"}.items()
+}
+
+
+@router.get("/metrics", response_class=PlainTextResponse, responses=JSON_ERRORS)
 def metrics(ctx: Context) -> str:
     lines: list[str] = []
     host = ctx.store.latest("host_samples")

@@ -21,6 +21,7 @@ from agent.schemas.models import (
     TrafficRequest,
 )
 from agent.store import utcnow
+from serve.names import ModelName, VersionName
 
 router = APIRouter(tags=["models and actions"], dependencies=[Depends(authorized)])
 
@@ -56,30 +57,40 @@ def models(ctx: Context, ctl: ControllerDep) -> list[ModelStatus]:
 
 
 @router.get("/v1/models/{model}")
-def model(model: str, ctx: Context, ctl: ControllerDep) -> ModelStatus:
+def model(model: ModelName, ctx: Context, ctl: ControllerDep) -> ModelStatus:
     return with_traffic(ctl.model_status(model), ctx.requests)
 
 
 @router.post("/v1/models/{model}/versions")
-async def deploy(model: str, body: DeployRequest, ctl: ControllerDep, who: Who) -> ActionResult:
+async def deploy(
+    model: ModelName, body: DeployRequest, ctl: ControllerDep, who: Who
+) -> ActionResult:
     return await ctl.deploy(model, body.version, body.force, who)
 
 
 @router.put("/v1/models/{model}/traffic")
-async def traffic(model: str, body: TrafficRequest, ctl: ControllerDep, who: Who) -> ActionResult:
+async def traffic(
+    model: ModelName, body: TrafficRequest, ctl: ControllerDep, who: Who
+) -> ActionResult:
     return await ctl.set_traffic(model, body, who, sticky_header=body.sticky_header)
 
 
 @router.post("/v1/models/{model}/promote")
-async def promote(model: str, body: PromoteRequest, ctl: ControllerDep, who: Who) -> ActionResult:
+async def promote(
+    model: ModelName, body: PromoteRequest, ctl: ControllerDep, who: Who
+) -> ActionResult:
     return await ctl.promote(model, body.version, who)
 
 
 @router.post("/v1/models/{model}/rollback")
-async def rollback(model: str, body: RollbackRequest, ctl: ControllerDep, who: Who) -> ActionResult:
+async def rollback(
+    model: ModelName, body: RollbackRequest, ctl: ControllerDep, who: Who
+) -> ActionResult:
     return await ctl.rollback(model, body.to, who)
 
 
 @router.delete("/v1/models/{model}/versions/{version}")
-async def retire(model: str, version: str, ctl: ControllerDep, who: Who) -> ActionResult:
+async def retire(
+    model: ModelName, version: VersionName, ctl: ControllerDep, who: Who
+) -> ActionResult:
     return await ctl.retire(model, version, who)

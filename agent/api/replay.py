@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from agent.api.context import Context, ControllerDep, Who, authorized
-from agent.errors import Conflict, Invalid, NotFound
+from agent.errors import Conflict, NotFound
 from agent.replay import Replayer
 from agent.schemas.replay import ReplayReport, ReplayRequest
 
@@ -32,7 +32,7 @@ async def replay_start(
         raise NotFound(f"unknown model {body.model!r}; known: {sorted(ctl.models)}")
     versions = ctl.state(body.model).versions
     if body.version not in versions:
-        raise Invalid(
+        raise Conflict(
             f"{body.model} has no deployed version {body.version!r}; deployed: {versions}"
         )
     return jobs.start(body, who)

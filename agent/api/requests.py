@@ -3,16 +3,17 @@ controller both answer for the whole fleet, naming any host that did not answer.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from agent.api.context import Context, authorized
+from agent.api.context import Context, Since, Until, authorized
 from agent.errors import NotFound
 from agent.request_log import RequestFilter
 from agent.schemas.coverage import Coverage
 from agent.schemas.requests import RequestDetail, RequestPage
+from serve.names import ModelName, VersionName
+from serve.request_record import Role
 
 router = APIRouter(tags=["requests"], dependencies=[Depends(authorized)])
 
@@ -20,12 +21,12 @@ router = APIRouter(tags=["requests"], dependencies=[Depends(authorized)])
 @router.get("/v1/requests")
 def requests(
     ctx: Context,
-    model: str | None = None,
-    version: str | None = None,
-    role: str | None = None,
+    model: ModelName | None = None,
+    version: VersionName | None = None,
+    role: Role | None = None,
     status: Annotated[int | None, Query(ge=0, le=999)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Since = None,
+    until: Until = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> RequestPage:
     coverage = Coverage()

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import ValidationError
 
 from agent.api.context import Context, ControllerDep, Who, authorized
-from agent.errors import Conflict, Invalid
+from agent.errors import Conflict
 from agent.rollouts import Rollouts
 from agent.schemas.rollouts import Rollout, RolloutStart
+from serve.names import ModelName
 
 router = APIRouter(tags=["rollouts"], dependencies=[Depends(authorized)])
 
@@ -28,11 +28,7 @@ RolloutsDep = Annotated[Rollouts, Depends(rollouts)]
 async def rollout_start(body: RolloutStart, runs: RolloutsDep, who: Who) -> Rollout:
     """Start a progressive rollout: the canary's weight steps up while the judge passes
     it, and traffic returns to stable at once if it fails."""
-    overrides = body.model_dump(exclude_none=True, exclude={"model", "canary"})
-    try:
-        return await runs.start(body.model, body.canary, overrides, who)
-    except ValidationError as exc:
-        raise Invalid(f"rollout policy: {exc.errors()[0]['msg']}") from exc
+    return await runs.start(body.model, body.canary, body.overrides(), who)
 
 
 @router.get("/v1/rollouts")
@@ -41,20 +37,20 @@ def rollout_list(runs: RolloutsDep) -> list[Rollout]:
 
 
 @router.get("/v1/rollouts/{model}")
-def rollout_status(model: str, runs: RolloutsDep) -> Rollout:
+def rollout_status(model: ModelName, runs: RolloutsDep) -> Rollout:
     return runs.get(model)
 
 
 @router.post("/v1/rollouts/{model}/pause")
-async def rollout_pause(model: str, runs: RolloutsDep, who: Who) -> Rollout:
+async def rollout_pause(model: ModelName, runs: RolloutsDep, who: Who) -> Rollout:
     return await runs.pause(model, who)
 
 
 @router.post("/v1/rollouts/{model}/resume")
-async def rollout_resume(model: str, runs: RolloutsDep, who: Who) -> Rollout:
+async def rollout_resume(model: ModelName, runs: RolloutsDep, who: Who) -> Rollout:
     return await runs.resume(model, who)
 
 
 @router.post("/v1/rollouts/{model}/abort")
-async def rollout_abort(model: str, runs: RolloutsDep, who: Who) -> Rollout:
+async def rollout_abort(model: ModelName, runs: RolloutsDep, who: Who) -> Rollout:
     return await runs.abort(model, who)

@@ -86,12 +86,19 @@ class GpuCollector:
             log.info("GPU telemetry off on this host: %s", self.status)
             return
         for index in range(count):
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            try:
+                handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            except nvml.NVMLError as exc:
+                # Lost before we started (or otherwise unreachable): that GPU, not all of them.
+                log.error("GPU %d cannot be reached: %s; sampling the others", index, exc)
+                self.gpus.append(GpuState(index, None, f"gpu-{index}", "unknown", lost=True))
+                continue
             uuid = self._text(nvml.nvmlDeviceGetUUID, handle) or f"gpu-{index}"
             name = self._text(nvml.nvmlDeviceGetName, handle) or "unknown"
             self.gpus.append(GpuState(index, handle, uuid, name))
         self.available = True
-        self.status = f"ok: {count} GPU(s)"
+        lost = sum(g.lost for g in self.gpus)
+        self.status = f"ok: {count} GPU(s)" + (f", {lost} lost" if lost else "")
 
     def _text(self, fn: Callable[..., Any], *args: Any) -> str | None:
         try:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agent.schemas.common import StrictBody
+from serve.names import ModelName
 
 
 class Packed(BaseModel):
@@ -87,5 +88,5 @@ class OriginalRow(BaseModel):
 
 
 class OriginalsRequest(StrictBody):
-    model: str
+    model: ModelName
     request_ids: list[str] = Field(min_length=1, max_length=1000)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from agent.schemas.common import StrictBody
 from agent.schemas.coverage import Coverage
-from serve.routing_table import RoutingTable, TrafficSplit, check_sticky_header
+from serve.names import VersionName
+from serve.routing_table import RoutingTable, StickyHeader, TrafficSplit
 
 
 class VersionStatus(BaseModel):
@@ -39,27 +40,22 @@ class ModelStatus(BaseModel):
 
 
 class DeployRequest(StrictBody):
-    version: str
+    version: VersionName
     force: bool = False
 
 
 class TrafficRequest(TrafficSplit, StrictBody):
     """The split to apply; `sticky_header` left out keeps the current one."""
 
-    sticky_header: str | None = None
-
-    @field_validator("sticky_header")
-    @classmethod
-    def _header(cls, value: str | None) -> str | None:
-        return value if value is None else check_sticky_header(value)
+    sticky_header: StickyHeader | None = None
 
 
 class PromoteRequest(StrictBody):
-    version: str
+    version: VersionName
 
 
 class RollbackRequest(StrictBody):
-    to: str | None = None
+    to: VersionName | None = Field(None, description="default: the last previous stable")
 
 
 class ActionResult(BaseModel):

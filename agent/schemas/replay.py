@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from agent.schemas.common import StrictBody, UtcDatetime
+from serve.names import ModelName, VersionName
 
 Outcome = Literal["identical", "within_tolerance", "output_changed", "label_changed", "failed"]
 OUTCOMES: tuple[Outcome, ...] = (
@@ -21,8 +22,8 @@ OUTCOMES: tuple[Outcome, ...] = (
 class ReplayRequest(StrictBody):
     """Replay logged primary calls of `model` against `version`."""
 
-    model: str
-    version: str
+    model: ModelName
+    version: VersionName
     request_ids: list[str] = Field(min_length=1, max_length=1000)
     tolerance: float = Field(1e-6, ge=0, le=1, description="probabilities may differ this much")
 

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from agent.schemas.common import StrictBody
-from serve.model_config import RolloutPolicy
+from serve.model_config import (
+    MaxMarginal,
+    PairFraction,
+    RolloutGates,
+    RolloutPolicy,
+    Steps,
+    StepWait,
+)
+from serve.names import ModelName, VersionName
 
 Verdict = Literal["pass", "marginal", "fail"]
 RANK: dict[Verdict, int] = {"pass": 0, "marginal": 1, "fail": 2}
@@ -65,12 +73,17 @@ class Rollout(BaseModel):
 
 
 class RolloutStart(StrictBody):
-    """Start a progressive rollout of `canary`; unset fields come from the model's policy."""
+    """Start a progressive rollout of `canary`. Fields left out, and gates left out of
+    `gates`, keep the model's policy (`[rollout]` in its config)."""
 
-    model: str
-    canary: str
-    steps: list[int] | None = None
-    step_wait_s: float | None = None
-    max_marginal: int | None = None
-    pair_fraction: float | None = None
-    gates: dict[str, float] | None = Field(None, description='e.g. {"min_requests": 50}')
+    model: ModelName
+    canary: VersionName
+    steps: Steps | None = None
+    step_wait_s: StepWait | None = None
+    max_marginal: MaxMarginal | None = None
+    pair_fraction: PairFraction | None = None
+    gates: RolloutGates | None = Field(None, description='e.g. {"min_requests": 50}')
+
+    def overrides(self) -> dict[str, Any]:
+        """What the caller set, gates included (one by one), to lay over the policy."""
+        return self.model_dump(exclude_unset=True, exclude_none=True, exclude={"model", "canary"})

@@ -76,8 +76,13 @@ async def test_fleet_shows_every_host_and_one_going_away(two_agents):
         before = app.state.hosts["host-0"].polled_at
         await until(pilot, lambda: app.state.hosts["host-0"].polled_at > before)
         table = app.screen.query_one("#hosts", FleetTable)
-        row = [str(c) for c in table.get_row("host-1")]
-        assert "down" in row[1] and "did not answer" in row[-1]
+
+        def row() -> list[str]:
+            return [str(c) for c in table.get_row("host-1")]
+
+        # The table redraws on its own beat, not on each poll's message.
+        await until(pilot, lambda: "down" in row()[1])
+        assert "did not answer" in row()[-1]
         assert app.state.hosts["host-0"].connected and app.state.hosts["host-0"].poll_ms > 0
 
 

@@ -142,6 +142,37 @@ async def test_unknown_host_key_is_refused_with_a_clear_message(agent, tmp_path)
         server.close()
 
 
+async def test_a_passphrase_key_shows_the_host_down_with_the_reason_and_retries(agent, tmp_path):
+    """Before: asyncssh's KeyImportError (a ValueError) escaped the poll loop, which died, and
+    the host sat on "connecting" forever."""
+    host_key, client_key, _ = _keys(tmp_path)
+    locked = tmp_path / "id_locked"
+    client_key.write_private_key(str(locked), "pkcs8-pem", passphrase="pw")
+    locked.chmod(0o600)
+    port = free_port()
+    server = await _serve(agent, host_key, client_key, port)
+    try:
+        entry = _entry(tmp_path, port, locked, host_key, agent)
+        with pytest.raises(TunnelError, match=r"Passphrase must be specified.*ssh-add"):
+            await open_tunnel(entry)
+        app = TracksideConsole([SshSource(entry)], poll_interval_s=0.5)
+        async with app.run_test(size=(160, 40)) as pilot:
+            errors = set()
+            deadline = time.monotonic() + 20
+            while len(errors) < 1 or app.state.hosts["ssh-host"].retry_in_s in (None, 1.0):
+                assert time.monotonic() < deadline, app.state.hosts["ssh-host"]
+                host = app.state.hosts["ssh-host"]
+                if host.error:
+                    errors.add(host.error)
+                await asyncio.sleep(0.2)
+                await pilot.pause()
+            host = app.state.hosts["ssh-host"]
+            assert not host.connected and "ssh-add" in host.error
+            assert host.retry_in_s >= 2.0  # tried again, backing off
+    finally:
+        server.close()
+
+
 async def test_ssh_config_supplies_host_port_user_and_key(agent, tmp_path, monkeypatch):
     """A fleet entry that names only an alias: ~/.ssh/config says where, who and which key."""
     host_key, client_key, client_path = _keys(tmp_path)

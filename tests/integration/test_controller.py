@@ -112,7 +112,7 @@ def test_deploy_refuses_an_unblessed_version_unless_forced(controller):
     _, client, _ = controller
     with pytest.raises(AgentError) as info:
         client.deploy("digits", "v2")
-    assert info.value.status == 422
+    assert info.value.status == 409
     assert "log_loss" in info.value.message and "force" in info.value.message
     result = client.deploy("digits", "v2", force=True)
     assert result.changed and "deployed digits/v2" in result.message
@@ -120,7 +120,7 @@ def test_deploy_refuses_an_unblessed_version_unless_forced(controller):
     assert {v.version for v in model.versions} == {"v1", "v2"}
 
 
-def test_bad_actions_get_422_and_change_nothing(controller):
+def test_bad_actions_get_a_4xx_and_change_nothing(controller):
     agent, client, _ = controller
     before = client.model("digits").table
     # Strict bodies: `[false]` is not a number.
@@ -130,17 +130,19 @@ def test_bad_actions_get_422_and_change_nothing(controller):
         headers={"Authorization": f"Bearer {agent.token()}"},
     )
     assert r.status_code == 422 and "weights" in r.json()["detail"]
+    # 422: the body is wrong; 404: no such thing; 409: not in this state.
     cases = [
-        (lambda: client.set_traffic("digits", {"v1": 90, "v2": 20}), "sum to 110"),
-        (lambda: client.set_traffic("digits", {"v1": 90, "v9": 10}), "not deployed"),
-        (lambda: client.promote("digits", "v9"), "not deployed"),
-        (lambda: client.deploy("digits", "v9"), "unknown version"),
-        (lambda: client.rollback("digits"), "no previous stable"),
+        (lambda: client.set_traffic("digits", {"v1": 90, "v2": 20}), 422, "sum to 110"),
+        (lambda: client.set_traffic("digits", {"v1": 90, "v9": 10}), 409, "not deployed"),
+        (lambda: client.promote("digits", "v9"), 409, "not deployed"),
+        (lambda: client.deploy("digits", "v9"), 404, "unknown version"),
+        (lambda: client.rollback("digits"), 409, "no previous stable"),
+        (lambda: client.promote("digits", "V9"), 422, "not allowed"),
     ]
-    for call, needle in cases:
+    for call, status, needle in cases:
         with pytest.raises(AgentError) as info:
             call()
-        assert info.value.status == 422, info.value.message
+        assert info.value.status == status, info.value.message
         assert needle in info.value.message
     assert client.model("digits").table == before
 
@@ -292,7 +294,7 @@ def test_replay_refuses_unknown_requests_and_undeployed_versions(controller):
     assert info.value.status == 404 and "not in the request log" in info.value.message
     with pytest.raises(AgentError) as info:
         client.replay("digits", "v3", ["rp-0"])
-    assert info.value.status == 422 and "no deployed version 'v3'" in info.value.message
+    assert info.value.status == 409 and "no deployed version 'v3'" in info.value.message
     with pytest.raises(AgentError) as info:
         client.replay_report("nope")
     assert info.value.status == 404
@@ -409,7 +411,7 @@ def test_pause_resume_and_abort_through_the_api(controller):
     assert client.model("digits").table.weights == {"v1": 100}
     with pytest.raises(AgentError) as info:
         client.rollout_start("digits", "v1")
-    assert info.value.status == 422 and "already the stable" in info.value.message
+    assert info.value.status == 409 and "already the stable" in info.value.message
 
 
 def test_a_rollout_survives_an_agent_restart(controller):

@@ -1,5 +1,5 @@
 """Controller rules against a stand-in for Serve's REST API (httpx.MockTransport answering
-with documents shaped like Serve 2.60's): the 422 for a version that is not RUNNING, and a
+with documents shaped like Serve 2.60's): the 409 for a version that is not RUNNING, and a
 refused PUT that leaves the old table in force. The real-Serve paths are in
 tests/integration/test_controller.py."""
 
@@ -41,12 +41,17 @@ def serve_doc(v2_status: str) -> dict:
 
 
 class FakeServe:
-    def __init__(self, v2_status: str = "RUNNING", put_status: int = 200) -> None:
+    def __init__(
+        self, v2_status: str = "RUNNING", put_status: int = 200, token: str | None = None
+    ) -> None:
         self.v2_status = v2_status
         self.put_status = put_status
+        self.token = token  # like Ray with RAY_AUTH_MODE=token: 401 without it
         self.puts: list[dict] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
+        if self.token and request.headers.get("authorization") != f"Bearer {self.token}":
+            return httpx.Response(401, text="Unauthorized: Missing authentication token")
         if request.url.path == "/nodes":
             return httpx.Response(
                 200,
@@ -62,12 +67,14 @@ class FakeServe:
         return httpx.Response(self.put_status, text="controller unavailable")
 
 
-def controller(tmp_path, demo_store, fake: FakeServe) -> Controller:
+def controller(tmp_path, demo_store, fake: FakeServe, ray_token: str | None = None) -> Controller:
     store = Store(tmp_path / "agent.duckdb")
     config = parse_model_config({"model": "digits", "versions": {"v1": {}, "v2": {}}})
     ctl = Controller(
         store=store,
-        serve_api=ServeAPI("http://serve.test", transport=httpx.MockTransport(fake)),
+        serve_api=ServeAPI(
+            "http://serve.test", token=ray_token, transport=httpx.MockTransport(fake)
+        ),
         models=[config],
         model_store=demo_store,
         target=ServeTarget(store_root=demo_store.root, http_port=18000),
@@ -85,18 +92,36 @@ def controller(tmp_path, demo_store, fake: FakeServe) -> Controller:
     return ctl
 
 
-def test_traffic_to_a_version_that_is_not_running_is_422(tmp_path, demo_store):
+def test_traffic_to_a_version_that_is_not_running_is_409(tmp_path, demo_store):
     fake = FakeServe(v2_status="DEPLOYING")
     ctl = controller(tmp_path, demo_store, fake)
     body = TrafficRequest(weights={"v1": 50, "v2": 50})
     with pytest.raises(ApiError) as info:
         asyncio.run(ctl.set_traffic("digits", body, "oncall"))
-    assert info.value.status == 422
+    assert info.value.status == 409
     assert "v2 of digits is DEPLOYING" in info.value.message
     assert fake.puts == []  # nothing was applied
     assert ctl.state("digits").table.route_version == 4
     (row,) = ctl.store.query("SELECT action, result, error FROM audit")
     assert row["result"] == "refused" and "DEPLOYING" in row["error"]
+
+
+def test_a_dashboard_without_token_auth_is_a_warning_and_a_host_problem(
+    tmp_path, demo_store, caplog
+):
+    """Ray's dashboard deploys code: open to anyone who reaches it unless token auth is on."""
+    (tmp_path / "open").mkdir()
+    (tmp_path / "closed").mkdir()
+    open_ctl = controller(tmp_path / "open", demo_store, FakeServe())
+    asyncio.run(open_ctl.bootstrap())
+    (problem,) = open_ctl.problems()
+    assert "answers without a token" in problem and "RAY_AUTH_MODE=token" in problem
+    assert any("answers without a token" in r.getMessage() for r in caplog.records)
+    closed = FakeServe(token="ray-cluster-token")
+    closed_ctl = controller(tmp_path / "closed", demo_store, closed, ray_token="ray-cluster-token")
+    asyncio.run(closed_ctl.bootstrap())
+    assert closed_ctl.problems() == []
+    assert closed.puts  # the controller's own calls carry the token
 
 
 def test_a_refused_put_leaves_the_old_table_in_force(tmp_path, demo_store):

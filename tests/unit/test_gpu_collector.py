@@ -7,7 +7,7 @@ mid-run. Also the path of a host without NVIDIA's library at all.
 from __future__ import annotations
 
 from agent.collectors.gpu import GpuCollector, decode_throttle
-from tests.fake_nvml import FakeNvml, three_gpus
+from tests.fake_nvml import FakeGpu, FakeNvml, three_gpus
 
 
 def test_three_fake_gpus_unsupported_fields_and_a_lost_gpu():
@@ -42,6 +42,28 @@ def test_three_fake_gpus_unsupported_fields_and_a_lost_gpu():
     assert len(collector.sample()) == 2
     # nvmlInit once, handles fetched once per GPU, never per sample.
     assert nvml.init_calls == 1 and nvml.handle_calls == 3
+
+
+def test_a_gpu_lost_before_the_agent_starts_silences_only_that_gpu():
+    """Before: start() raised on the lost GPU's handle, stayed "not started", and the daemon
+    stopped sampling every GPU. (FAKE NVML: no GPU on this machine.)"""
+    nvml = FakeNvml(
+        gpus=[
+            FakeGpu("FAKE A100", "GPU-fake-0"),
+            FakeGpu("FAKE L4 (lost before start)", "GPU-fake-1", lost_at_start=True),
+            FakeGpu("FAKE T4", "GPU-fake-2"),
+        ]
+    )
+    collector = GpuCollector(nvml=nvml)
+    rows = collector.sample()
+    assert [r["uuid"] for r in rows] == ["GPU-fake-0", "GPU-fake-2"]
+    assert [(g["index"], g["lost"]) for g in collector.describe()] == [
+        (0, False),
+        (1, True),
+        (2, False),
+    ]
+    assert collector.available and collector.status == "ok: 3 GPU(s), 1 lost"
+    assert len(collector.sample()) == 2
 
 
 def test_no_nvidia_library_means_no_gpu_not_a_crash():

@@ -18,6 +18,9 @@ PURE_SERVE = {
     "serve.routing_table",  # the table the config builder writes into the router's config
     "serve.request_record",  # the spool contract the agent ingests
     "serve.config_file",  # the one TOML loader
+    "serve.json_number",  # what a body's integer is
+    "serve.replica_facts",  # what a replica tells its host's agent
+    "serve.ray_token",  # Ray's cluster token, where Ray looks for it
 }
 # What the console may reach through agent.client, transitively: the client itself, the API's
 # typed bodies, and the agent's published defaults and fleet file. Never the agent's internals

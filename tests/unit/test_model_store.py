@@ -128,3 +128,54 @@ def test_training_twice_gives_the_same_predictions(demo_store, tmp_path):
         pb = OnnxModel(b.data, b.manifest).predict(x)
         assert np.array_equal(pa.labels, pb.labels)
         assert np.array_equal(pa.probabilities, pb.probabilities)
+
+
+def test_a_registration_left_half_done_is_ignored_and_cleaned(demo_store, tmp_path):
+    """Before: a `.staging-*` folder left by a killed `models register` (its manifest already
+    written) made `models list` fail on the folder's name."""
+    import os
+    import shutil
+
+    store = _copy_store(demo_store, tmp_path)
+    v1 = store.version_dir("digits", "v1")
+    leftover = v1.parent / ".staging-v2-deadbeef"
+    shutil.copytree(v1, leftover)
+    assert [(m.model, m.version) for m in store.list()] == [("digits", "v1")]
+    old = leftover.stat().st_mtime - 2 * 3600
+    os.utime(leftover, (old, old))
+    src = demo_store.version_dir("digits", "v2")
+    m = demo_store.manifest("digits", "v2")
+    store.register(
+        manifest_fields("digits", "v2", src / m.artifact, None, m.metrics), src / m.artifact, None
+    )
+    assert not leftover.exists()  # an hour-old registration was killed: removed
+    assert [m.version for m in store.list()] == ["v1", "v2"]
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "reference.parquet"])
+def test_an_artifact_named_like_the_store_own_files_is_refused(demo_store, tmp_path, name):
+    """Before: it became a version that could never load (the manifest overwrote it)."""
+    store = ModelStore(tmp_path / "store")
+    src = demo_store.version_dir("digits", "v1")
+    renamed = tmp_path / name
+    renamed.write_bytes((src / demo_store.manifest("digits", "v1").artifact).read_bytes())
+    with pytest.raises(StoreError, match="may not be named"):
+        store.register(manifest_fields("digits", "v1", renamed, None), renamed, None)
+    assert store.list() == []
+
+
+def test_a_reference_outside_the_version_folder_is_refused(demo_store, tmp_path):
+    store = _copy_store(demo_store, tmp_path)
+    folder = store.version_dir("digits", "v1")
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    manifest["reference"] = "../../../etc/passwd"
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match="not a plain file name"):
+        store.reference_path("digits", "v1")
+    manifest["reference"] = "reference.parquet"
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
+    outside = tmp_path / "elsewhere.parquet"
+    (folder / "reference.parquet").rename(outside)
+    (folder / "reference.parquet").symlink_to(outside)
+    with pytest.raises(StoreError, match="outside"):
+        store.reference_path("digits", "v1")

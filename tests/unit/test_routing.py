@@ -99,10 +99,11 @@ def test_fallback_never_to_the_failed_version():
     ("doc", "needle"),
     [
         ({"route_version": 1, "weights": {"v1": 90, "v2": 20}}, "sum to 110"),
-        ({"route_version": 1, "weights": {}}, "at least one"),
-        ({"route_version": 1, "weights": {"v1": 100.0}}, "integer"),
+        ({"route_version": 1, "weights": {}}, "at least 1 item"),
+        ({"route_version": 1, "weights": {"v1": 99.5, "v2": 0.5}}, "integer"),
         ({"route_version": 1, "weights": {"v1": True}}, "integer"),
-        ({"route_version": 1, "weights": {"v1": 101, "v2": -1}}, "0..100"),
+        ({"route_version": 1, "weights": {"v1": 101, "v2": -1}}, "less than or equal to 100"),
+        ({"route_version": 1, "weights": {"v1": "100"}}, "integer"),
         ({"route_version": 1, "weights": {"../x": 100}}, "not allowed"),
         (
             {
@@ -118,3 +119,9 @@ def test_fallback_never_to_the_failed_version():
 def test_bad_tables_are_refused(doc, needle):
     with pytest.raises(ValidationError, match=needle):
         RoutingTable.model_validate(doc)
+
+
+def test_a_weight_written_100_0_is_the_integer_100():
+    """As every JSON Schema validator reads "integer": a client's 100.0 is 100, 99.5 is not."""
+    table = RoutingTable.model_validate({"route_version": 1, "weights": {"v1": 100.0}})
+    assert table.weights == {"v1": 100} and type(table.weights["v1"]) is int
