@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# On a GPU host: `make venv ONNXRUNTIME=gpu` (onnxruntime-gpu, with the CUDA provider).
+ONNXRUNTIME ?= cpu
 
 .PHONY: venv demo fleet fleet-down test test-unit lint bench clean
 
@@ -12,7 +14,9 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[train,test]'
+	@# The two builds install one module: the CPU one would shadow the GPU one.
+	@if [ "$(ONNXRUNTIME)" = gpu ]; then $(PY) -m pip uninstall --quiet -y onnxruntime; fi
+	$(PY) -m pip install --quiet -e '.[$(ONNXRUNTIME),train,test]'
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -103,6 +103,33 @@ MODEL = arg("model")
 VERSION = arg("version")
 
 
+@verb(arg("--json", action="store_true"))
+def replicas(client: AgentClient, args: argparse.Namespace) -> int:
+    """every model-version replica: host, process, GPUs, what it runs on, GPU memory"""
+    page = client.replicas()
+    if args.json:
+        print(page.model_dump_json(indent=2))
+        return 0
+    rows = [
+        [
+            r.host,
+            f"{r.model}/{r.version}",
+            r.replica,
+            str(r.pid),
+            ",".join(r.gpu_ids) or "-",
+            r.provider.removesuffix("ExecutionProvider"),
+            f"{sum(r.gpu_memory.values()) / (1 << 30):.1f}G" if r.gpu_memory else "-",
+            r.problem or "",
+        ]
+        for r in page.rows
+    ]
+    header = ["HOST", "VERSION", "REPLICA", "PID", "GPUS", "RUNS ON", "GPU MEM", "PROBLEM"]
+    print(_table(rows, header) if rows else "no replicas have reported yet")
+    for missing in page.coverage.missing:
+        print(f"not asked: {missing.host} did not answer ({missing.reason})")
+    return 0
+
+
 @verb(arg("model", nargs="?"), arg("--json", action="store_true"))
 def status(client: AgentClient, args: argparse.Namespace) -> int:
     """models, versions, traffic and Serve state, from the agent"""
@@ -119,12 +146,22 @@ def status(client: AgentClient, args: argparse.Namespace) -> int:
                 f"{v.shadow_fraction:g}" if v.shadow_fraction else "-",
                 v.app_status or "-",
                 " ".join(f"{k}:{n}" for k, n in sorted(v.replicas.items())) or "-",
+                v.runs_on_summary(),
                 (v.sha256 or "")[:12],
                 v.problem or "",
             ]
             for v in m.versions
         ]
-        header = ["VERSION", "WEIGHT", "SHADOW", "STATUS", "REPLICAS", "SHA256", "PROBLEM"]
+        header = [
+            "VERSION",
+            "WEIGHT",
+            "SHADOW",
+            "STATUS",
+            "REPLICAS",
+            "RUNS ON",
+            "SHA256",
+            "PROBLEM",
+        ]
         print(_table(rows, header))
     return 0
 

@@ -24,8 +24,14 @@ from agent.fleet_file import Fleet, HostEntry, load_fleet
 from agent.schemas.audit import AuditEntry
 from agent.schemas.coverage import Coverage, MissingHost
 from agent.schemas.drift import DriftHistogram, DriftPoint, DriftReport, FeatureDrift
-from agent.schemas.host import Health, HostInfo, LatencyPoint
-from agent.schemas.models import ActionResult, ModelStatus, TrafficRequest
+from agent.schemas.host import Health, HostInfo, LatencyPoint, ServeEvent
+from agent.schemas.models import (
+    ActionResult,
+    ModelStatus,
+    ReplicaPage,
+    ReplicaReport,
+    TrafficRequest,
+)
 from agent.schemas.replay import ReplayItem, ReplayReport, ReplayRequest
 from agent.schemas.requests import RequestDetail, RequestPage, RequestRow
 from agent.schemas.rollouts import MetricVerdict, Rollout, RolloutStart
@@ -133,6 +139,11 @@ class _Calls:
         return _call(Rows, "GET", f"/v1/telemetry/{kind}", params=params)
 
     @staticmethod
+    def serve_events(since: When = None, app: str | None = None) -> Call[list[ServeEvent]]:
+        params = {"since": since, "app": app}
+        return _call(list[ServeEvent], "GET", "/v1/telemetry/serve", params=params)
+
+    @staticmethod
     def latency(
         model: str | None = None,
         version: str | None = None,
@@ -151,6 +162,10 @@ class _Calls:
     @staticmethod
     def model(model: str) -> Call[ModelStatus]:
         return _call(ModelStatus, "GET", f"/v1/models/{model}")
+
+    @staticmethod
+    def replicas() -> Call[ReplicaPage]:
+        return _call(ReplicaPage, "GET", "/v1/replicas")
 
     @staticmethod
     def deploy(model: str, version: str, force: bool) -> Call[ActionResult]:
@@ -348,6 +363,9 @@ class AgentClient:
     ) -> Rows:
         return self.send(_Calls.telemetry(kind, since, until, step))
 
+    def serve_events(self, since: When = None, app: str | None = None) -> list[ServeEvent]:
+        return self.send(_Calls.serve_events(since, app))
+
     def latency(
         self,
         model: str | None = None,
@@ -360,6 +378,9 @@ class AgentClient:
 
     def models(self) -> list[ModelStatus]:
         return self.send(_Calls.models())
+
+    def replicas(self) -> ReplicaPage:
+        return self.send(_Calls.replicas())
 
     def model(self, model: str) -> ModelStatus:
         return self.send(_Calls.model(model))
@@ -515,6 +536,9 @@ class AsyncAgentClient:
     async def models(self) -> list[ModelStatus]:
         return await self.send(_Calls.models())
 
+    async def replicas(self) -> ReplicaPage:
+        return await self.send(_Calls.replicas())
+
     async def model(self, model: str) -> ModelStatus:
         return await self.send(_Calls.model(model))
 
@@ -631,11 +655,14 @@ __all__ = [
     "ModelStatus",
     "ReplayItem",
     "ReplayReport",
+    "ReplicaPage",
+    "ReplicaReport",
     "RequestDetail",
     "RequestPage",
     "RequestRow",
     "Rollout",
     "RolloutPolicy",
     "RoutingTable",
+    "ServeEvent",
     "load_fleet",
 ]

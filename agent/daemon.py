@@ -114,7 +114,9 @@ class Agent:
         self.gpu = GpuCollector(nvml=nvml)
         self.host = HostCollector()
         self.collectors: dict[str, str] = {}
-        self.local = LocalRequestLog(self.store, config.fleet.host or socket.gethostname())
+        self.local = LocalRequestLog(
+            self.store, config.fleet.host or socket.gethostname(), config.spool_path
+        )
         self.requests: RequestLog = self.local
         self.fleet: FleetRequestLog | None = None
         self.serve_api: ServeAPI | None = None

@@ -48,6 +48,7 @@ from agent.schemas.fleet import (
     PairTotals,
 )
 from agent.schemas.host import LatencyPoint
+from agent.schemas.models import ReplicaReport
 from agent.schemas.requests import RequestRow
 from agent.store import Store, naive_utc, utcnow
 from agent.summaries import minute_window
@@ -70,6 +71,10 @@ class Peer:
 class Answers:
     by_host: dict[str, Any]
     missing: dict[str, str]  # host -> why it did not answer
+
+
+def _replicas(found: Any) -> list[ReplicaReport]:
+    return [ReplicaReport.model_validate(r) for r in found]
 
 
 def _when(value: datetime) -> str:
@@ -395,6 +400,12 @@ class FleetRequestLog:
             step_s,
             utcnow(),
         )
+
+    def replicas(self, coverage: Coverage | None = None) -> list[ReplicaReport]:
+        out = self.local.replicas(coverage)
+        for rows in self._gather("/v1/fleet/replicas", {}, _replicas, coverage, None).values():
+            out += rows
+        return sorted(out, key=lambda r: (r.host, r.model, r.version, r.replica))
 
     def traffic(
         self, model: str, since: datetime, until: datetime, coverage: Coverage | None = None

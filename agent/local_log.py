@@ -12,9 +12,11 @@ import contextlib
 import json
 import socket
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from agent.errors import Conflict
+from agent.replicas import local_replicas
 from agent.request_log import (
     CALL_WINDOW_COLUMNS,
     FAILED,
@@ -35,6 +37,7 @@ from agent.request_log import (
 from agent.schemas.coverage import Coverage
 from agent.schemas.fleet import HostCounts
 from agent.schemas.host import LatencyPoint
+from agent.schemas.models import ReplicaReport
 from agent.schemas.requests import RequestRow
 from agent.store import Store, naive_utc, utcnow
 from agent.summaries import VersionBins, minute_window
@@ -57,9 +60,10 @@ def _bucket_sql(buckets: int) -> str:
 class LocalRequestLog:
     """The request log in this agent's DuckDB file."""
 
-    def __init__(self, store: Store, host: str | None = None) -> None:
+    def __init__(self, store: Store, host: str | None = None, spool: Path | None = None) -> None:
         self.store = store
         self.host = host or socket.gethostname()
+        self.spool = spool  # where this host's replicas describe themselves
 
     def _answered(self, coverage: Coverage | None) -> None:
         if coverage is not None and self.host not in coverage.answered:
@@ -349,6 +353,10 @@ class LocalRequestLog:
     ) -> list[HostCounts]:
         self._answered(coverage)
         return [HostCounts(host=self.host, calls=self.traffic_part(model, since, until))]
+
+    def replicas(self, coverage: Coverage | None = None) -> list[ReplicaReport]:
+        self._answered(coverage)
+        return local_replicas(self.spool, self.store) if self.spool is not None else []
 
 
 def _width(since: datetime, until: datetime, buckets: int) -> float:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from agent.schemas.coverage import Coverage
 from agent.schemas.fleet import HostCounts
 from agent.schemas.host import LatencyPoint
+from agent.schemas.models import ReplicaReport
 from agent.schemas.requests import RequestRow
 
 if TYPE_CHECKING:
@@ -152,6 +153,10 @@ class RequestLog(Protocol):
     def traffic(
         self, model: str, since: datetime, until: datetime, coverage: Coverage | None = None
     ) -> list[HostCounts]: ...
+
+    def replicas(self, coverage: Coverage | None = None) -> list[ReplicaReport]:
+        """The model-version replicas of the hosts, as each described itself."""
+        ...
 
 
 # -- merging the parts: the same for one host and for a fleet ------------------------------

@@ -67,6 +67,8 @@ GPU_COLUMNS = {
     "ecc_uncorrected": "BIGINT",
     "remapped_rows": "BIGINT",
     "processes": "VARCHAR",
+    "xid_errors": "BIGINT",
+    "last_xid": "INTEGER",
 }
 SERVE_COLUMNS = {
     "ts": "TIMESTAMP",
@@ -167,20 +169,21 @@ class Store:
         self._write_lock = threading.Lock()
         self.con.execute(SCHEMA)
         self._drop_request_key()
-        self._add_request_columns()
+        self._add_columns("requests", REQUEST_COLUMNS)
+        self._add_columns("gpu_samples", GPU_COLUMNS)
         self.summaries = Summaries(ModelStore(model_store) if model_store else None)
 
-    def _add_request_columns(self) -> None:
-        """Files from older agents lack columns the spool contract gained since."""
+    def _add_columns(self, table: str, columns: dict[str, str]) -> None:
+        """Files from older agents lack columns their tables gained since."""
         have = {
             r[0]
             for r in self.con.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE table_name = 'requests'"
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table]
             ).fetchall()
         }
-        for name, kind in REQUEST_COLUMNS.items():
+        for name, kind in columns.items():
             if name not in have:
-                self.con.execute(f'ALTER TABLE requests ADD COLUMN "{name}" {kind}')
+                self.con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {kind}')
 
     def _drop_request_key(self) -> None:
         """Files from agent 0.1.0 kept a primary key on requests; ingest dedups without it

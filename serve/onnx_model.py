@@ -9,9 +9,7 @@ import numpy as np
 import onnxruntime as ort
 
 from serve.manifest import Manifest
-
-CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
+from serve.replica_facts import CPU, CUDA
 
 
 def choose_providers(gpu_assigned: bool) -> list[str]:

@@ -121,7 +121,7 @@ def version_user_config(options: VersionOptions) -> dict[str, Any]:
 
 
 def version_app_config(
-    plan: VersionPlan, options: VersionOptions, target: ServeTarget
+    plan: VersionPlan, options: VersionOptions, target: ServeTarget, spool_dir: Path | None = None
 ) -> dict[str, Any]:
     actor_options: dict[str, Any] = {"num_cpus": options.num_cpus, "num_gpus": plan.num_gpus}
     if options.resources:
@@ -148,6 +148,9 @@ def version_app_config(
             "version": plan.version,
             "max_rows": options.max_rows_per_request,
             "max_body_bytes": options.max_body_bytes,
+            # Where its replicas tell the host's agent what they run on (replica_facts.py).
+            "spool_dir": str(spool_dir) if spool_dir else None,
+            "asked_gpus": plan.num_gpus,
         },
         "deployments": [deployment],
     }
@@ -250,7 +253,7 @@ def desired_config(
             options = config.options(version)
             plan = plan_version(model, version, options, cluster)
             plans[plan.app] = plan
-            apps.append(version_app_config(plan, options, target))
+            apps.append(version_app_config(plan, options, target, spool_dir))
         if wanted.table is not None:
             apps.append(
                 router_app_config(

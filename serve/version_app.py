@@ -10,18 +10,24 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
+import psutil
 import ray
 from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from serve.model_store import ModelStore
+from serve.names import HOST_ENV, SPOOL_ENV
 from serve.onnx_model import OnnxModel
 from serve.ray_hardening import bind_replica_grpc_to_node_ip
+from serve.replica_facts import ReplicaFacts, facts_dir, write_facts
 from serve.validation import InputError, parse_instances
 
 log = logging.getLogger("ray.serve")
@@ -44,7 +50,14 @@ def error_body(status: int, reason: str, model: str, version: str) -> dict[str, 
 
 class ModelVersion:
     def __init__(
-        self, store: str, model: str, version: str, max_rows: int, max_body_bytes: int
+        self,
+        store: str,
+        model: str,
+        version: str,
+        max_rows: int,
+        max_body_bytes: int,
+        spool_dir: str | None = None,
+        asked_gpus: float = 0.0,
     ) -> None:
         bind_replica_grpc_to_node_ip()
         loaded = ModelStore(store).load(model, version)  # refuses a changed artifact
@@ -66,6 +79,31 @@ class ModelVersion:
             gpu_ids,
             os.environ.get("CUDA_VISIBLE_DEVICES"),
         )
+        spool_dir = os.environ.get(SPOOL_ENV) or spool_dir
+        if spool_dir:
+            self._tell_the_agent(Path(spool_dir), asked_gpus)
+
+    def _tell_the_agent(self, spool_dir: Path, asked_gpus: float) -> None:
+        """What this replica runs on, for its host's agent (serve/replica_facts.py)."""
+        facts = ReplicaFacts(
+            model=self.model,
+            version=self.version,
+            replica=self.replica,
+            host=os.environ.get(HOST_ENV) or socket.gethostname(),
+            pid=os.getpid(),
+            process_started=psutil.Process().create_time(),
+            asked_gpus=asked_gpus,
+            gpu_ids=self.gpu_ids,
+            provider=self.onnx.provider,
+            available_providers=ort.get_available_providers(),
+            onnxruntime=ort.__version__,
+        )
+        try:
+            write_facts(facts_dir(spool_dir), facts)
+        except OSError:  # serving matters more than the report
+            log.exception("could not write the replica's facts under %s", spool_dir)
+        if facts.cpu_fallback():
+            log.error("%s/%s %s: %s", self.model, self.version, self.replica, facts.cpu_fallback())
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         batcher: Any = self._predict_batch  # @serve.batch adds setters its types do not show
@@ -177,4 +215,6 @@ def build(args: dict[str, Any]) -> serve.Application:
         version=args["version"],
         max_rows=int(args.get("max_rows", 1024)),
         max_body_bytes=int(args.get("max_body_bytes", 1 << 20)),
+        spool_dir=args.get("spool_dir"),
+        asked_gpus=float(args.get("asked_gpus", 0.0)),
     )

@@ -18,6 +18,7 @@ NVML_CLOCK_SM = pynvml.NVML_CLOCK_SM
 NVML_CLOCK_MEM = pynvml.NVML_CLOCK_MEM
 NVML_MEMORY_ERROR_TYPE_UNCORRECTED = pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED
 NVML_VOLATILE_ECC = pynvml.NVML_VOLATILE_ECC
+nvmlEventTypeXidCriticalError = pynvml.nvmlEventTypeXidCriticalError
 
 
 def not_supported() -> pynvml.NVMLError:
@@ -32,6 +33,9 @@ class FakeGpu:
     lost_after: int | None = None  # good samples before the GPU falls off the bus
     lost_at_start: bool = False  # off the bus before the agent starts: no handle at all
     calls: int = 0
+    processes: list[tuple[int, int]] = field(default_factory=lambda: [(4242, 1 << 30)])
+    ecc_uncorrected: int = 0
+    remapped_uncorrectable: int = 0
 
 
 @dataclass
@@ -40,6 +44,11 @@ class FakeNvml:
     library_missing: bool = False
     init_calls: int = 0
     handle_calls: int = 0
+    process_calls: int = 0
+    xid_supported: bool = True
+    # XID events waiting to be read: (GPU, XID code), as the driver queues them.
+    events: list[tuple[FakeGpu, int]] = field(default_factory=list)
+    registered: list[FakeGpu] = field(default_factory=list)
 
     NVMLError = NVMLError
     NVMLError_GpuIsLost = NVMLError_GpuIsLost
@@ -48,6 +57,7 @@ class FakeNvml:
     NVML_CLOCK_MEM = NVML_CLOCK_MEM
     NVML_MEMORY_ERROR_TYPE_UNCORRECTED = NVML_MEMORY_ERROR_TYPE_UNCORRECTED
     NVML_VOLATILE_ECC = NVML_VOLATILE_ECC
+    nvmlEventTypeXidCriticalError = nvmlEventTypeXidCriticalError
 
     def nvmlInit(self) -> None:
         self.init_calls += 1
@@ -62,6 +72,24 @@ class FakeNvml:
         if self.gpus[index].lost_at_start:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
         return self.gpus[index]
+
+    def nvmlEventSetCreate(self) -> object:
+        if not self.xid_supported:
+            raise not_supported()
+        return object()
+
+    def nvmlDeviceRegisterEvents(self, gpu: FakeGpu, kinds: int, events: object) -> None:
+        if not gpu.supported:
+            raise not_supported()
+        self.registered.append(gpu)
+
+    def nvmlEventSetWait_v2(self, events: object, timeout_ms: int):
+        queued = [e for e in self.events if e[0] in self.registered]
+        if not queued:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_TIMEOUT)
+        gpu, xid = queued[0]
+        self.events.remove(queued[0])
+        return SimpleNamespace(device=gpu, eventType=nvmlEventTypeXidCriticalError, eventData=xid)
 
     def nvmlDeviceGetUUID(self, gpu: FakeGpu) -> str:
         return gpu.uuid
@@ -114,15 +142,16 @@ class FakeNvml:
 
     def nvmlDeviceGetTotalEccErrors(self, gpu: FakeGpu, kind: int, counter: int) -> int:
         self._check(gpu, optional=True)
-        return 0
+        return gpu.ecc_uncorrected
 
     def nvmlDeviceGetRemappedRows(self, gpu: FakeGpu):
         self._check(gpu, optional=True)
-        return (1, 0, False, False)
+        return (1, gpu.remapped_uncorrectable, False, False)
 
     def nvmlDeviceGetComputeRunningProcesses(self, gpu: FakeGpu):
         self._check(gpu, optional=True)
-        return [SimpleNamespace(pid=4242, usedGpuMemory=1 << 30)]
+        self.process_calls += 1
+        return [SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in gpu.processes]
 
 
 def three_gpus(lost_after: int = 3) -> FakeNvml:

@@ -20,6 +20,7 @@ from agent.schemas.fleet import (
     OriginalsRequest,
     PairTotals,
 )
+from agent.schemas.models import ReplicaReport
 from agent.schemas.requests import RequestRow
 from serve.names import ModelName, VersionName
 from serve.request_record import Role
@@ -104,6 +105,12 @@ def pairs(
 ) -> PairTotals:
     p = log.shadow_pairs(model, canary, stable, since, until)
     return PairTotals(pairs=p.pairs, disagreements=p.disagreements)
+
+
+@router.get("/replicas")
+def replicas(log: Local) -> list[ReplicaReport]:
+    """This host's model-version replicas: device, GPUs, and the GPU memory they use."""
+    return log.replicas()
 
 
 @router.post("/originals")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psutil
@@ -23,7 +23,7 @@ from agent.api.context import (
 )
 from agent.api.health import failing
 from agent.ingest import BAD, bad_files
-from agent.schemas.host import GpuInfo, HostInfo, LatencyPoint
+from agent.schemas.host import GpuInfo, HostInfo, LatencyPoint, ServeEvent
 from agent.store import GPU_ROLLUP, HOST_ROLLUP
 from serve.names import ModelName, VersionName
 
@@ -90,10 +90,45 @@ def telemetry_gpu(
 
 @router.get("/v1/telemetry/gpu/latest")
 def gpu_latest(ctx: Context) -> list[dict[str, Any]]:
+    """The latest sample of each GPU; each process on it named by the model version whose
+    replica it is, when it is one."""
     rows = ctx.store.latest("gpu_samples", order="gpu_index")
+    by_pid = {r.pid: r for r in ctx.local.replicas()}
     for row in rows:
-        row["processes"] = json.loads(row["processes"]) if row["processes"] else None
+        procs = json.loads(row["processes"]) if row["processes"] else None
+        for proc in procs or []:
+            replica = by_pid.get(proc.get("pid"))
+            if replica is not None:
+                proc.update(model=replica.model, version=replica.version, replica=replica.replica)
+        row["processes"] = procs
     return utc_rows(rows)
+
+
+@router.get("/v1/telemetry/serve")
+def telemetry_serve(
+    ctx: Context, since: Since = None, until: Until = None, app: str | None = None
+) -> list[ServeEvent]:
+    """Each change of a Serve deployment's status or replica counts (controller's samples),
+    oldest first: where a replica's death, a restart or a scale-up shows."""
+    since, until, _ = time_window(since, until, None, 3600)
+    rows = ctx.store.query(
+        """
+        SELECT ts, app, deployment, status, replicas, message, problem FROM (
+            SELECT *, lag(status) OVER w AS was_status, lag(replicas) OVER w AS was_replicas
+            FROM serve_samples  -- from a little before `since`: its first row has a "before"
+            WHERE ts >= ? AND ts < ? AND (?::VARCHAR IS NULL OR app = ?)
+            WINDOW w AS (PARTITION BY app, deployment ORDER BY ts)
+        )
+        WHERE ts >= ? AND (was_status IS DISTINCT FROM status
+                           OR was_replicas IS DISTINCT FROM replicas)
+        ORDER BY ts LIMIT 5000
+        """,
+        [since - timedelta(minutes=10), until, app, app, since],
+    )
+    for row in rows:
+        row["replicas"] = json.loads(row["replicas"]) if row["replicas"] else {}
+        row["message"] = row["message"] or ""
+    return [ServeEvent(**r) for r in rows]
 
 
 @router.get("/v1/telemetry/latency")

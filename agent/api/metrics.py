@@ -22,14 +22,22 @@ GPU_GAUGES = [
     ("mem_used", "GPU memory used, bytes"),
     ("temp_c", "GPU temperature, Celsius"),
     ("power_w", "GPU power draw, watts"),
+    ("ecc_uncorrected", "uncorrected ECC errors since the driver loaded (volatile)"),
+    ("remapped_rows", "memory rows remapped (correctable and uncorrectable)"),
 ]
+# Counted by this agent since it started (a restart resets them, as counters may).
+GPU_COUNTERS = [("xid_errors", "xid_errors_total", "critical XID events")]
 
 
 def _gauge(
-    lines: list[str], name: str, help_text: str, samples: list[tuple[dict[str, Any], Any]]
+    lines: list[str],
+    name: str,
+    help_text: str,
+    samples: list[tuple[dict[str, Any], Any]],
+    kind: str = "gauge",
 ) -> None:
     lines.append(f"# HELP {name} {help_text}")
-    lines.append(f"# TYPE {name} gauge")
+    lines.append(f"# TYPE {name} {kind}")
     for labels, value in samples:
         if value is None:
             continue
@@ -58,4 +66,7 @@ def metrics(ctx: Context) -> str:
     for key, help_text in GPU_GAUGES:
         samples = [({"gpu": g["gpu_index"], "uuid": g["uuid"]}, g.get(key)) for g in gpus]
         _gauge(lines, f"trackside_gpu_{key}", help_text, samples)
+    for key, name, help_text in GPU_COUNTERS:
+        samples = [({"gpu": g["gpu_index"], "uuid": g["uuid"]}, g.get(key)) for g in gpus]
+        _gauge(lines, f"trackside_gpu_{name}", help_text, samples, kind="counter")
     return "\n".join(lines) + "\n"

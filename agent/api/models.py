@@ -9,6 +9,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Depends
 
 from agent.api.context import Context, ControllerDep, Who, authorized
+from agent.replicas import version_runtime
 from agent.request_log import RequestLog
 from agent.schemas.coverage import Coverage
 from agent.schemas.fleet import HostCounts
@@ -17,6 +18,7 @@ from agent.schemas.models import (
     DeployRequest,
     ModelStatus,
     PromoteRequest,
+    ReplicaPage,
     RollbackRequest,
     TrafficRequest,
 )
@@ -27,38 +29,64 @@ router = APIRouter(tags=["models and actions"], dependencies=[Depends(authorized
 
 
 TRAFFIC_WINDOW = timedelta(minutes=5)
-TRAFFIC_CACHE_S = 5.0  # consoles poll every 2 s; the fleet is asked at most this often
+FLEET_CACHE_S = 5.0  # consoles poll every 2 s; the fleet is asked at most this often
 _traffic: dict[tuple[int, str], tuple[float, list[HostCounts], Coverage]] = {}
+_replicas: dict[int, tuple[float, ReplicaPage]] = {}
 
 
-def with_traffic(status: ModelStatus, requests: RequestLog) -> ModelStatus:
-    """Each version's calls per host over the last minutes (the fleet's, on a controller)."""
+def replica_page(requests: RequestLog) -> ReplicaPage:
+    cached = _replicas.get(id(requests))
+    if cached is None or time.monotonic() - cached[0] > FLEET_CACHE_S:
+        coverage = Coverage()
+        cached = (
+            time.monotonic(),
+            ReplicaPage(rows=requests.replicas(coverage), coverage=coverage),
+        )
+        _replicas[id(requests)] = cached
+    return cached[1]
+
+
+def with_fleet(status: ModelStatus, requests: RequestLog) -> ModelStatus:
+    """Each version's calls per host over the last minutes, and what its replicas really run
+    on (the fleet's, on a controller)."""
     key = (id(requests), status.model)
     cached = _traffic.get(key)
-    if cached is None or time.monotonic() - cached[0] > TRAFFIC_CACHE_S:
+    if cached is None or time.monotonic() - cached[0] > FLEET_CACHE_S:
         coverage = Coverage()
         now = utcnow()
         counts = requests.traffic(status.model, now - TRAFFIC_WINDOW, now, coverage)
         cached = (time.monotonic(), counts, coverage)
         _traffic[key] = cached
     _, counts, coverage = cached
-    versions = [
-        v.model_copy(
-            update={"hosts": {h.host: h.calls[v.version] for h in counts if v.version in h.calls}}
-        )
-        for v in status.versions
-    ]
+    reports = replica_page(requests).rows
+    versions = []
+    for v in status.versions:
+        runs_on, memory, problem = version_runtime(reports, status.model, v.version)
+        update = {
+            "hosts": {h.host: h.calls[v.version] for h in counts if v.version in h.calls},
+            "runs_on": runs_on,
+            "gpu_memory": memory,
+            "problem": v.problem or problem,  # Serve's first: it says why nothing runs
+        }
+        versions.append(v.model_copy(update=update))
     return status.model_copy(update={"versions": versions, "coverage": coverage})
 
 
 @router.get("/v1/models")
 def models(ctx: Context, ctl: ControllerDep) -> list[ModelStatus]:
-    return [with_traffic(ctl.model_status(m), ctx.requests) for m in sorted(ctl.states())]
+    return [with_fleet(ctl.model_status(m), ctx.requests) for m in sorted(ctl.states())]
 
 
 @router.get("/v1/models/{model}")
 def model(model: ModelName, ctx: Context, ctl: ControllerDep) -> ModelStatus:
-    return with_traffic(ctl.model_status(model), ctx.requests)
+    return with_fleet(ctl.model_status(model), ctx.requests)
+
+
+@router.get("/v1/replicas")
+def replicas(ctx: Context) -> ReplicaPage:
+    """Every model-version replica (the fleet's, on a controller): its host, process, the
+    GPUs Ray gave it, the execution provider it runs on, and the GPU memory it uses."""
+    return replica_page(ctx.requests)
 
 
 @router.post("/v1/models/{model}/versions")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +22,7 @@ from typing import Any
 from agent.store import utcnow
 
 log = logging.getLogger("trackside.agent.gpu")
+PROCESS_LIST_EVERY_S = 1.0
 
 # Clock-event (throttle) reason bits, named as NVML names them.
 THROTTLE_REASONS = {
@@ -53,6 +55,10 @@ class GpuState:
     uuid: str
     name: str
     lost: bool = False
+    processes: Any = None  # the last process list, and when it was read
+    processes_at: float = float("-inf")
+    xid_errors: int = 0  # critical XID events since the agent started
+    last_xid: int | None = None
 
 
 @dataclass
@@ -63,6 +69,7 @@ class GpuCollector:
     gpus: list[GpuState] = field(default_factory=list)
     available: bool = False
     _started: bool = False
+    _events: Any = None  # NVML's event set for XID errors, None where unsupported
 
     def _lib(self) -> ModuleType | Any:
         if self.nvml is None:
@@ -96,9 +103,47 @@ class GpuCollector:
             uuid = self._text(nvml.nvmlDeviceGetUUID, handle) or f"gpu-{index}"
             name = self._text(nvml.nvmlDeviceGetName, handle) or "unknown"
             self.gpus.append(GpuState(index, handle, uuid, name))
+        self._watch_xid()
         self.available = True
         lost = sum(g.lost for g in self.gpus)
         self.status = f"ok: {count} GPU(s)" + (f", {lost} lost" if lost else "")
+
+    def _watch_xid(self) -> None:
+        """Register every reachable GPU for critical XID events (drained at each sample)."""
+        nvml = self.nvml
+        kind = getattr(nvml, "nvmlEventTypeXidCriticalError", None)
+        if kind is None or not hasattr(nvml, "nvmlEventSetCreate"):
+            return
+        try:
+            events = nvml.nvmlEventSetCreate()
+        except nvml.NVMLError as exc:
+            log.info("no XID events on this host: %s", exc)
+            return
+        for gpu in self.gpus:
+            if gpu.lost:
+                continue
+            try:
+                nvml.nvmlDeviceRegisterEvents(gpu.handle, kind, events)
+            except nvml.NVMLError as exc:  # not supported on this GPU (e.g. GeForce, vGPU)
+                log.info("GPU %d reports no XID events: %s", gpu.index, exc)
+        self._events = events
+
+    def _drain_xid(self) -> None:
+        if self._events is None:
+            return
+        nvml = self.nvml
+        by_uuid = {g.uuid: g for g in self.gpus}
+        for _ in range(1000):  # a storm is counted over several samples, not in one
+            try:
+                event = nvml.nvmlEventSetWait_v2(self._events, 0)
+            except nvml.NVMLError:  # NVML_ERROR_TIMEOUT: nothing more now
+                return
+            gpu = by_uuid.get(self._text(nvml.nvmlDeviceGetUUID, event.device) or "")
+            if gpu is None:
+                continue
+            gpu.xid_errors += 1
+            gpu.last_xid = int(event.eventData)
+            log.error("GPU %d (%s): XID %d", gpu.index, gpu.uuid, gpu.last_xid)
 
     def _text(self, fn: Callable[..., Any], *args: Any) -> str | None:
         try:
@@ -130,6 +175,14 @@ class GpuCollector:
                 return self._field(gpu, fn)
         return None
 
+    def _processes(self, gpu: GpuState) -> Any:
+        """At most once a second: the list costs milliseconds and takes the driver's lock."""
+        now = time.monotonic()
+        if now - gpu.processes_at >= PROCESS_LIST_EVERY_S:
+            gpu.processes = self._field(gpu, "nvmlDeviceGetComputeRunningProcesses")
+            gpu.processes_at = now
+        return gpu.processes
+
     def _one(self, gpu: GpuState, ts: datetime) -> dict[str, Any]:
         nvml = self.nvml
         util = self._field(gpu, "nvmlDeviceGetUtilizationRates")
@@ -139,7 +192,7 @@ class GpuCollector:
         power = self._field(gpu, "nvmlDeviceGetPowerUsage")
         limit = self._field(gpu, "nvmlDeviceGetEnforcedPowerLimit")
         remapped = self._field(gpu, "nvmlDeviceGetRemappedRows")
-        procs = self._field(gpu, "nvmlDeviceGetComputeRunningProcesses")
+        procs = self._processes(gpu)
         return {
             "ts": ts,
             "gpu_index": gpu.index,
@@ -164,6 +217,8 @@ class GpuCollector:
                 nvml.NVML_VOLATILE_ECC,
             ),
             "remapped_rows": (remapped[0] + remapped[1]) if remapped else None,
+            "xid_errors": gpu.xid_errors if self._events is not None else None,
+            "last_xid": gpu.last_xid,
             "processes": None
             if procs is None
             else json.dumps(
@@ -175,6 +230,7 @@ class GpuCollector:
         self.start()
         if not self.available:
             return []
+        self._drain_xid()
         ts = utcnow()
         rows = []
         for gpu in self.gpus:
@@ -191,7 +247,15 @@ class GpuCollector:
 
     def describe(self) -> list[dict[str, Any]]:
         return [
-            {"index": g.index, "uuid": g.uuid, "name": g.name, "lost": g.lost} for g in self.gpus
+            {
+                "index": g.index,
+                "uuid": g.uuid,
+                "name": g.name,
+                "lost": g.lost,
+                "xid_errors": g.xid_errors,
+                "last_xid": g.last_xid,
+            }
+            for g in self.gpus
         ]
 
 

@@ -23,6 +23,8 @@ class GpuInfo(BaseModel):
     uuid: str
     name: str
     lost: bool = False
+    xid_errors: int = Field(0, description="critical XID events since the agent started")
+    last_xid: int | None = None
 
 
 class HostInfo(BaseModel):
@@ -50,3 +52,16 @@ class LatencyPoint(BaseModel):
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
+
+
+class ServeEvent(BaseModel):
+    """A change of one Serve deployment's state as the controller sampled it: a status, or
+    its replicas by state (a replica that died shows as one fewer RUNNING, then STARTING)."""
+
+    ts: UtcDatetime
+    app: str
+    deployment: str
+    status: str | None
+    replicas: dict[str, int]
+    message: str = ""
+    problem: str | None = None

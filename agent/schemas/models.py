@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from agent.schemas.common import StrictBody
 from agent.schemas.coverage import Coverage
 from serve.names import VersionName
+from serve.replica_facts import ReplicaFacts
 from serve.routing_table import RoutingTable, StickyHeader, TrafficSplit
 
 
@@ -27,6 +28,31 @@ class VersionStatus(BaseModel):
     hosts: dict[str, int] = Field(
         default_factory=dict, description="primary calls in the last 5 minutes, per host"
     )
+    runs_on: dict[str, int] = Field(
+        default_factory=dict,
+        description="replicas per execution provider they really run on, e.g. {'CUDA': 2}",
+    )
+    gpu_memory: int | None = Field(None, description="bytes of GPU memory its replicas use")
+
+    def runs_on_summary(self) -> str:
+        """One cell for people: `CUDA:2 1.5G` (replicas per provider, GPU memory)."""
+        text = " ".join(f"{k}:{n}" for k, n in sorted(self.runs_on.items()))
+        if self.gpu_memory:
+            text += f" {self.gpu_memory / (1 << 30):.1f}G"
+        return text.strip() or "-"
+
+
+class ReplicaReport(ReplicaFacts):
+    """A replica as its host's agent reports it: what it said of itself, the GPU memory its
+    process uses (NVML, by pid; GPU uuid -> bytes), and a problem in plain words."""
+
+    gpu_memory: dict[str, int] = Field(default_factory=dict)
+    problem: str | None = None
+
+
+class ReplicaPage(BaseModel):
+    rows: list[ReplicaReport]
+    coverage: Coverage = Field(default_factory=Coverage)
 
 
 class ModelStatus(BaseModel):

@@ -35,12 +35,16 @@ COLUMNS = [  # key, label, width
     ("gmem", "GPU MEM", 11),
     ("temp", "TEMP", 5),
     ("power", "POWER", 6),
+    ("procs", "MODEL VERSIONS ON GPU", 26),
+    ("throttle", "ERRORS / THROTTLE", 40),
     ("gpu_hist", "GPU history", 20),
-    ("throttle", "THROTTLE / ERROR", 40),
 ]
-# Below this width the history and poll columns go, so GPU numbers stay on screen.
-NARROW_BELOW = 140
-NARROW_DROP = {"poll", "cpu_hist", "mem_hist", "load", "gpu_hist"}
+# The narrower the terminal, the more history goes, so what a GPU runs and its errors (XID,
+# ECC) stay on screen.
+DROP_BELOW = [
+    (200, {"poll", "cpu_hist", "mem_hist"}),
+    (140, {"load", "gpu_hist"}),
+]
 
 
 def host_state(s: HostSnapshot) -> Text:
@@ -75,8 +79,42 @@ def host_cells(s: HostSnapshot) -> dict[str, Any]:
     }
 
 
+def gpu_users(processes: list[dict[str, Any]] | None) -> str:
+    """`digits/v2 1.0G, 1 other`: the GPU memory of each model version's replicas (the agent
+    names a process when it is a replica), and how many other processes use the GPU."""
+    if not processes:
+        return ""
+    by_version: dict[str, int] = {}
+    others = 0
+    for p in processes:
+        if p.get("model"):
+            key = f"{p['model']}/{p['version']}"
+            by_version[key] = by_version.get(key, 0) + int(p.get("used_mem") or 0)
+        else:
+            others += 1
+    parts = [f"{k} {gib(v)}" for k, v in sorted(by_version.items())]
+    if others:
+        parts.append(f"{others} other")
+    return ", ".join(parts)
+
+
+def gpu_errors(g: dict[str, Any]) -> str:
+    """XID events, uncorrected ECC errors and remapped rows: what says a GPU is failing."""
+    out = []
+    if g.get("xid_errors"):
+        out.append(f"XID {g.get('last_xid')} x{g['xid_errors']}")
+    if g.get("ecc_uncorrected"):
+        out.append(f"ECC {g['ecc_uncorrected']}")
+    if g.get("remapped_rows"):
+        out.append(f"remapped {g['remapped_rows']}")
+    return " ".join(out)
+
+
 def gpu_cells(s: HostSnapshot, g: dict[str, Any]) -> dict[str, Any]:
     throttle = ",".join(g.get("throttle_reasons") or [])
+    errors = gpu_errors(g)
+    # One style per cell (the table draws a cell's base style): red when the GPU errs.
+    problems = Text(f"{errors} {throttle}".strip(), style="red" if errors else "yellow")
     return {
         "host": f" └ gpu{g['gpu_index']}",
         "state": (g.get("name") or "")[:16],
@@ -85,7 +123,8 @@ def gpu_cells(s: HostSnapshot, g: dict[str, Any]) -> dict[str, Any]:
         "temp": num(g.get("temp_c"), "{:.0f}C"),
         "power": num(g.get("power_w"), "{:.0f}W"),
         "gpu_hist": sparkline(s.gpu_history.get(g["uuid"], [])),
-        "throttle": Text(throttle, style="yellow") if throttle else "",
+        "procs": gpu_users(g.get("processes")),
+        "throttle": problems,
     }
 
 
@@ -115,7 +154,8 @@ class FleetScreen(ConsoleScreen):
         self.focus_main()
 
     def _set_columns(self, width: int) -> None:
-        keys = [k for k, _, _ in COLUMNS if width >= NARROW_BELOW or k not in NARROW_DROP]
+        dropped = set().union(*(keys for below, keys in DROP_BELOW if width < below))
+        keys = [k for k, _, _ in COLUMNS if k not in dropped]
         if keys == self.keys:
             return
         self.query_one("#hosts", FleetTable).set_columns([c for c in COLUMNS if c[0] in keys])

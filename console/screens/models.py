@@ -51,6 +51,7 @@ class ModelsScreen(ConsoleScreen):
     DEFAULT_CSS = """
     ModelsScreen #tables { height: 1; background: $boost; }
     ModelsScreen #versions { height: 1fr; }
+    ModelsScreen #problems { height: auto; max-height: 6; padding: 0 1; color: $error; }
     ModelsScreen #result { height: auto; max-height: 6; border-top: solid $accent;
                            padding: 0 1; }
     """
@@ -65,6 +66,8 @@ class ModelsScreen(ConsoleScreen):
         yield Static("", id="tables")
         yield FilterInput()
         yield DataTable(id="versions", zebra_stripes=True, cursor_type="row")
+        # Every problem in full (the table's column is cut at the screen's edge).
+        yield Static("", id="problems")
         yield Static("", id="result")
         yield Footer()
 
@@ -78,6 +81,7 @@ class ModelsScreen(ConsoleScreen):
             ("role", "ROLE"),
             ("status", "STATUS"),
             ("replicas", "REPLICAS"),
+            ("runs_on", "RUNS ON"),
             ("target", "TARGET"),
             ("p50", "p50 ms"),
             ("p99", "p99 ms"),
@@ -214,6 +218,14 @@ class ModelsScreen(ConsoleScreen):
             table.clear()
             return
         models: list[ModelStatus] = ctl.models or []
+        self.query_one("#problems", Static).update(
+            "\n".join(
+                f"{escape(m.model)}/{escape(v.version)}: {escape(v.problem)}"
+                for m in models
+                for v in m.versions
+                if v.problem
+            )
+        )
         missing = sorted({h.host for m in models for h in m.coverage.missing})
         header.update(
             "  ".join(
@@ -249,6 +261,7 @@ class ModelsScreen(ConsoleScreen):
                     role or "-",
                     v.app_status or "-",
                     replicas or "-",
+                    v.runs_on_summary(),
                     f"{target:g} ({bounds.get('min_replicas')}-{bounds.get('max_replicas')})"
                     if target
                     else "-",

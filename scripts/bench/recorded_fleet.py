@@ -31,6 +31,14 @@ def _gpus(rng: random.Random, host: int, count: int) -> tuple[list[dict], dict[s
                 "temp_c": rng.randint(35, 84),
                 "power_w": rng.uniform(80, 400),
                 "throttle_reasons": rng.choice(THROTTLE),
+                # What the agent names: replicas of model versions, and other processes.
+                "processes": [
+                    {"pid": 1000 + i, "used_mem": 9 << 30, "model": "digits", "version": "v1"},
+                    *([{"pid": 2000 + i, "used_mem": 1 << 30}] if i % 2 else []),
+                ],
+                "xid_errors": 2 if (host, i) == (3, 1) else 0,
+                "last_xid": 79 if (host, i) == (3, 1) else None,
+                "ecc_uncorrected": 1 if (host, i) == (3, 1) else 0,
             }
         )
     return latest, history
@@ -102,6 +110,8 @@ def _models() -> list[ModelStatus]:
                     "is_fallback": True,
                     "app_status": "RUNNING",
                     "replicas": {"RUNNING": 3},
+                    "runs_on": {"CUDA": 3},
+                    "gpu_memory": 27 << 30,
                     "autoscaling": scaling,
                 },
                 {
@@ -109,7 +119,11 @@ def _models() -> list[ModelStatus]:
                     "weight": 10,
                     "app_status": "RUNNING",
                     "replicas": {"RUNNING": 1},
+                    "runs_on": {"CPU": 1},
                     "autoscaling": scaling,
+                    "problem": "gpu-02 digits--v2#ModelVersion#x7: asked for GPU 0.5, running on"
+                    " CPU: this onnxruntime (1.32.0) has no CUDA provider; install trackside[gpu]"
+                    " (onnxruntime-gpu) on the host",
                 },
                 {
                     "version": "v3",

@@ -124,6 +124,8 @@ async def test_reads_with_the_token(http):
         assert one[0]["input"] == {"instances": [[1]]}
         metrics = (await c.get("/metrics")).text
         assert "trackside_host_cpu_pct" in metrics and 'uuid="GPU-fake-0"' in metrics
+        assert "# TYPE trackside_gpu_xid_errors_total counter" in metrics
+        assert 'trackside_gpu_remapped_rows{gpu="0",uuid="GPU-fake-0"} 1.0' in metrics
 
 
 @pytest.mark.parametrize(

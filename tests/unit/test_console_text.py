@@ -18,3 +18,17 @@ def test_numbers_show_a_dash_when_missing():
     assert pct(None) == num(None) == gib(None) == "-"
     assert pct(7.25) == "  7.2%"
     assert gib(3 << 30) == "3.0G"
+
+
+def test_a_gpu_row_names_the_model_versions_on_it_and_its_errors():
+    from console.screens.fleet import gpu_errors, gpu_users
+
+    procs = [
+        {"pid": 1, "used_mem": 1 << 30, "model": "digits", "version": "v2", "replica": "a"},
+        {"pid": 2, "used_mem": 1 << 29, "model": "digits", "version": "v2", "replica": "b"},
+        {"pid": 3, "used_mem": 1 << 20},
+    ]
+    assert gpu_users(procs) == "digits/v2 1.5G, 1 other"
+    assert gpu_users(None) == ""
+    assert gpu_errors({"xid_errors": 3, "last_xid": 79, "ecc_uncorrected": 2}) == "XID 79 x3 ECC 2"
+    assert gpu_errors({"xid_errors": 0, "remapped_rows": 1}) == "remapped 1"

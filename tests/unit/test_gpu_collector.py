@@ -87,3 +87,44 @@ def test_throttle_decoding_keeps_unknown_bits():
     assert decode_throttle(0) == []
     assert decode_throttle(None) is None
     assert decode_throttle(0x1 | 0x1000) == ["gpu_idle", "0x1000"]
+
+
+def test_the_process_list_is_read_at_most_once_a_second(monkeypatch):
+    """It takes the driver's lock: a 4 Hz collector must not ask four times a second."""
+    clock = [1000.0]
+    monkeypatch.setattr("agent.collectors.gpu.time.monotonic", lambda: clock[0])
+    nvml = FakeNvml(gpus=[FakeGpu("FAKE A100", "GPU-fake-0")])
+    collector = GpuCollector(nvml=nvml)
+    for _ in range(4):
+        rows = collector.sample()
+        clock[0] += 0.25
+    assert nvml.process_calls == 1
+    assert '"pid": 4242' in rows[0]["processes"]  # the list kept between reads
+    clock[0] += 1.0
+    collector.sample()
+    assert nvml.process_calls == 2
+
+
+def test_xid_events_and_ecc_counts_reach_the_samples_and_metrics():
+    """FAKE NVML: the driver queues XID 79 (fallen off the bus) and XID 48 (double-bit ECC)
+    for GPU 0; GPU 1 cannot report events (and says so once); ECC and remapped rows are read
+    with every sample."""
+    gpu0 = FakeGpu("FAKE A100", "GPU-fake-0", ecc_uncorrected=2, remapped_uncorrectable=1)
+    gpu1 = FakeGpu("FAKE T4", "GPU-fake-1", supported=False)
+    nvml = FakeNvml(gpus=[gpu0, gpu1])
+    collector = GpuCollector(nvml=nvml)
+    first = collector.sample()
+    assert [r["xid_errors"] for r in first] == [0, 0] and first[0]["last_xid"] is None
+    nvml.events += [(gpu0, 48), (gpu0, 79), (gpu1, 13)]  # gpu1 is not registered
+    second = collector.sample()
+    assert (second[0]["xid_errors"], second[0]["last_xid"]) == (2, 79)
+    assert second[0]["ecc_uncorrected"] == 2 and second[0]["remapped_rows"] == 2
+    assert second[1]["xid_errors"] == 0
+    assert collector.describe()[0]["xid_errors"] == 2
+    assert collector.sample()[0]["xid_errors"] == 2  # counted once
+
+
+def test_a_host_without_event_support_reports_no_xid_column():
+    nvml = FakeNvml(gpus=[FakeGpu("FAKE A100", "GPU-fake-0")], xid_supported=False)
+    (row,) = GpuCollector(nvml=nvml).sample()
+    assert row["xid_errors"] is None  # unknown, not zero
