@@ -296,35 +296,45 @@ def replay(client: AgentClient, args: argparse.Namespace) -> int:
     arg("action", choices=["start", "status", "pause", "resume", "abort"]),
     MODEL,
     arg("canary", nargs="?", help="start: the version to roll out"),
-    arg("--steps", help="start: canary weights, e.g. 5,25,50,100"),
-    arg("--wait", type=float, help="start: seconds to watch each step"),
+    arg("--steps", help="start: canary weights, e.g. 1,5,25,50,100"),
+    arg("--dwell", type=float, help="start: seconds each step lasts at least"),
+    arg("--wait", type=float, help="start: seconds a step may stay undecided"),
+    arg("--no-shadow-stage", action="store_true", help="start: users see the canary at once"),
 )
 def rollout(client: AgentClient, args: argparse.Namespace) -> int:
     """start|status|pause|resume|abort a progressive rollout"""
     if args.action == "start":
         if not args.canary:
-            raise SystemExit("trackside rollout start MODEL CANARY [--steps 5,25,50,100]")
+            raise SystemExit("trackside rollout start MODEL CANARY [--steps 1,5,25,50,100]")
         policy: dict[str, Any] = {}
         if args.steps:
             policy["steps"] = [int(s) for s in args.steps.split(",")]
+        if args.dwell is not None:
+            policy["min_dwell_s"] = args.dwell
         if args.wait:
             policy["step_wait_s"] = args.wait
+        if args.no_shadow_stage:
+            policy["shadow_stage"] = False
         r = client.rollout_start(args.model, args.canary, **policy)
     elif args.action == "status":
         r = client.rollout(args.model)
     else:
         r = client.rollout_verb(args.model, args.action)
     steps = " -> ".join(
-        f"[{w}%]" if i == r.step and r.state in ("running", "paused") else f"{w}%"
-        for i, w in enumerate(r.policy.steps)
+        f"[{label}]" if i == r.step and r.state in ("running", "paused") else label
+        for i, label in enumerate(f"{w}%" if w else "shadow" for w in r.policy.weights())
     )
     print(f"{r.model}: canary {r.canary} against stable {r.stable}, {r.state}  {steps}")
     if r.reason:
         print(f"  {r.reason}")
-    for j in r.judgements:
-        print(f"  {j.at:%Y-%m-%d %H:%M:%S} step {j.step + 1} at {j.weight}%: {j.verdict}")
+    if r.judgements:  # every look is in the audit; the latest says where the evidence stands
+        j = r.judgements[-1]
+        where = f"{j.weight}%" if j.weight else "the shadow stage"
+        print(f"  look {j.look} at {j.at:%Y-%m-%d %H:%M:%S}, {where}: {j.verdict}")
         for m in j.metrics:
             print(f"    {m.metric}: {m.verdict}  {m.note}")
+    if r.state == "running":
+        print(f"  next look at {r.judge_at:%H:%M:%S}")
     return 0
 
 

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import httpx
 from pydantic import TypeAdapter
+from pydantic_core import to_jsonable_python
 
 from agent.defaults import DEFAULT_URL, TOKEN_FILE
 from agent.fleet_file import Fleet, HostEntry, load_fleet
@@ -34,7 +35,7 @@ from agent.schemas.models import (
 )
 from agent.schemas.replay import ReplayItem, ReplayReport, ReplayRequest
 from agent.schemas.requests import RequestDetail, RequestPage, RequestRow
-from agent.schemas.rollouts import MetricVerdict, Rollout, RolloutStart
+from agent.schemas.rollouts import MetricVerdict, Rollout
 from serve.config_file import ConfigError
 from serve.model_config import RolloutPolicy
 from serve.routing_table import RoutingTable, ShadowTarget
@@ -282,8 +283,9 @@ class _Calls:
 
     @staticmethod
     def rollout_start(model: str, canary: str, policy: dict[str, Any]) -> Call[Rollout]:
-        body = RolloutStart.model_construct(model=model, canary=canary, **policy)
-        json = body.model_dump(mode="json", exclude_none=True)
+        # Checked by the agent (RolloutStart); gates may be a dict or a RolloutGates.
+        body = {"model": model, "canary": canary, **policy}
+        json = to_jsonable_python({k: v for k, v in body.items() if v is not None})
         return _call(Rollout, "POST", "/v1/rollouts", json=json)
 
     @staticmethod

@@ -13,11 +13,12 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from agent import controller_rules as rules
+from agent.answer_check import check_answers
 from agent.controller_rules import Blessing, ModelState, Plan
 from agent.deployer import DeployError, wait_until_running
 from agent.errors import ApiError, Conflict, NotFound
@@ -37,6 +38,7 @@ from serve.serve_config import (
     Deployment,
     ServeTarget,
     desired_config,
+    version_route,
 )
 
 log = logging.getLogger("trackside.agent.controller")
@@ -301,9 +303,16 @@ class Controller:
             ) from exc
 
     async def _act(
-        self, model: str, action: str, who: str, request: dict[str, Any], rule: Rule
+        self,
+        model: str,
+        action: str,
+        who: str,
+        request: dict[str, Any],
+        rule: Rule,
+        then: Callable[[], Awaitable[str]] | None = None,
     ) -> ActionResult:
-        """Run one action: its rule decides, this applies, and the audit records either."""
+        """Run one action: its rule decides, this applies, and the audit records either;
+        `then` runs after it, still under the model's lock, and adds to the message."""
         lock = self._locks.setdefault(model, asyncio.Lock())
         if lock.locked():
             raise ApiError(409, f"another action on {model} is in flight; retry when it ends")
@@ -327,13 +336,14 @@ class Controller:
             audit_id = self.store.audit(
                 who, action, model, request, _dump(before), _dump(after), "ok"
             )
+            message = plan.message + (await then() if then is not None else "")
             return ActionResult(
                 action=action,
                 model=model,
                 changed=changed,
                 before=before,
                 after=after,
-                message=plan.message,
+                message=message,
                 audit_id=audit_id,
             )
 
@@ -368,19 +378,64 @@ class Controller:
             return rules.deploy(state, version, blessing)
 
         request = {"version": version, "force": force}
-        return await self._act(model, "deploy", who, request, rule)
+        return await self._act(
+            model,
+            "deploy",
+            who,
+            request,
+            rule,
+            then=lambda: self._check_answers(model, version, who),
+        )
+
+    async def _check_answers(self, model: str, version: str, who: str) -> str:
+        """After a deploy (or a deploy of a version already there: a new check), under the
+        model's lock: does the version answer as it did at registration? The result is kept
+        with the model (traffic to a mismatch is refused) and audited."""
+        url = (
+            f"http://{self.target.http_host}:{self.target.http_port}{version_route(model, version)}"
+        )
+        check = await check_answers(url, self._manifest(model, version).expected)
+        state = self.state(model)
+        new = state.model_copy(update={"checks": {**state.checks, version: check}})
+        self.store.put_state(f"model:{model}", new.model_dump(mode="json"))
+        result = {True: "ok", False: "refused", None: "not_checked"}[check.ok]
+        self.store.audit(
+            who,
+            "check_answers",
+            model,
+            {"version": version},
+            None,
+            None,
+            result,
+            None if check.ok else check.message,
+        )
+        if check.ok is False:
+            log.error("%s/%s: %s", model, version, check.message)
+            return f"; but it does not answer as at registration, no traffic: {check.message}"
+        return f"; {check.message}"
 
     async def set_traffic(
-        self, model: str, split: TrafficSplit, who: str, sticky_header: str | None = None
+        self,
+        model: str,
+        split: TrafficSplit,
+        who: str,
+        sticky_header: str | None = None,
+        if_route_version: int | None = None,
     ) -> ActionResult:
+        """`if_route_version`: apply only if that table is still the one in force."""
+
         def rule(state: ModelState) -> Plan:
+            rules.unchanged_since(state, if_route_version)
             return rules.set_traffic(state, split, sticky_header, self.next_route_version(model))
 
         request = {**split.model_dump(mode="json"), "sticky_header": sticky_header}
         return await self._act(model, "traffic", who, request, rule)
 
-    async def promote(self, model: str, version: str, who: str) -> ActionResult:
+    async def promote(
+        self, model: str, version: str, who: str, if_route_version: int | None = None
+    ) -> ActionResult:
         def rule(state: ModelState) -> Plan:
+            rules.unchanged_since(state, if_route_version)
             return rules.promote(state, version, self.next_route_version(model))
 
         return await self._act(model, "promote", who, {"version": version}, rule)
@@ -429,7 +484,7 @@ class Controller:
                     app_status=app.status if app else None,
                     replicas=replicas,
                     autoscaling=autoscaling,
-                    problem=diagnose(app) if app else None,
+                    problem=(diagnose(app) if app else None) or mismatch(state, version),
                     sha256=sha,
                     metrics=metrics,
                 )
@@ -443,6 +498,13 @@ class Controller:
             versions=versions,
             router_status=router.status if router else None,
         )
+
+
+def mismatch(state: ModelState, version: str) -> str | None:
+    check = state.checks.get(version)
+    if check is None or check.ok is not False:
+        return None
+    return f"answers unlike at registration, no traffic: {check.message}"
 
 
 def running_table(app_config: dict[str, Any] | None) -> RoutingTable | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from pydantic import BaseModel, ValidationError
 
@@ -18,15 +19,39 @@ from serve.routing_table import RoutingTable, TrafficSplit
 MAX_PREVIOUS_STABLE = 20
 
 
+class AnswerCheck(BaseModel):
+    """Whether a deployed version answers as it did at registration (serve/manifest.py
+    ExpectedAnswers): ok True, False (a mismatch: no traffic), or None (not checked)."""
+
+    ok: bool | None
+    message: str
+    at: datetime
+
+
 class ModelState(BaseModel):
     """What the controller keeps per model (in DuckDB): the versions deployed, the routing
-    table in force, the stable version and the stables before it (for rollback)."""
+    table in force, the stable version and the stables before it (for rollback), and each
+    version's answer check."""
 
     model: str
     versions: list[str]
     table: RoutingTable
     stable: str
     previous_stable: list[str] = []
+    checks: dict[str, AnswerCheck] = {}
+
+
+def refuse_mismatched(state: ModelState, versions: set[str]) -> None:
+    """Production must match development: no traffic, live or shadow, to a version that
+    answered differently here than at registration."""
+    for version in sorted(versions):
+        check = state.checks.get(version)
+        if check is not None and check.ok is False:
+            raise Conflict(
+                f"{version} of {state.model} does not answer as it did at registration"
+                f" ({check.message}); no traffic until it does: fix the runtime or the"
+                " artifact, then deploy it again to check again"
+            )
 
 
 @dataclass(frozen=True)
@@ -67,10 +92,17 @@ def next_table(
 
 
 def check_blessing(model: str, version: str, blessing: Blessing) -> None:
-    """Refuse a candidate whose offline metrics are worse than stable's beyond tolerance."""
+    """Refuse a candidate whose offline metrics are worse than stable's beyond tolerance, or
+    that lacks a metric the model's blessing names (so does a stable without it: nothing to
+    compare with). Skipping a missing metric let a version registered without metrics pass
+    every gate."""
     failures = []
     for metric, rule in sorted(blessing.rules.items()):
-        if metric not in blessing.candidate or metric not in blessing.stable:
+        if metric not in blessing.candidate:
+            failures.append(f"{version} has no {metric} in its manifest")
+            continue
+        if metric not in blessing.stable:
+            failures.append(f"stable {blessing.stable_version} has no {metric} to compare with")
             continue
         base, mine = blessing.stable[metric], blessing.candidate[metric]
         worse = base - mine if rule.higher_is_better else mine - base
@@ -95,9 +127,20 @@ def deploy(state: ModelState, version: str, blessing: Blessing | None) -> Plan:
     new = state.model_copy(update={"versions": [*state.versions, version]})
     return Plan(
         new,
-        f"deployed {state.model}/{version} (no traffic yet)",
+        f"deployed {state.model}/{version} (no traffic yet)"
+        + ("; forced past the offline gate" if blessing is None else ""),
         wait_for=(app_name(state.model, version),),
     )
+
+
+def unchanged_since(state: ModelState, route_version: int | None) -> None:
+    """Refuse a change made on the strength of a table that is no longer in force (a
+    rollout's step while an operator moved traffic: the operator wins)."""
+    if route_version is not None and state.table.route_version != route_version:
+        raise Conflict(
+            f"{state.model}'s traffic changed (route #{route_version} is now"
+            f" #{state.table.route_version}); not applied"
+        )
 
 
 def set_traffic(
@@ -107,6 +150,8 @@ def set_traffic(
     unknown = sorted(table.versions() - set(state.versions))
     if unknown:
         raise Conflict(f"versions {unknown} of {state.model} are not deployed")
+    served = {v for v, w in table.weights.items() if w > 0}
+    refuse_mismatched(state, served | ({table.shadow.version} if table.shadow else set()))
     return Plan(
         state.model_copy(update={"table": table}),
         "traffic updated",
@@ -117,6 +162,7 @@ def set_traffic(
 def promote(state: ModelState, version: str, route_version: int) -> Plan:
     if version not in state.versions:
         raise Conflict(f"version {version} of {state.model} is not deployed")
+    refuse_mismatched(state, {version})
     fallback = state.stable if state.stable != version else None
     table = next_table(
         state, TrafficSplit(weights={version: 100}, fallback=fallback), None, route_version
@@ -160,7 +206,12 @@ def retire(state: ModelState, version: str) -> Plan:
         raise Conflict(
             f"{version} still has traffic (weight, shadow, fallback or stable); move it first"
         )
-    new = state.model_copy(update={"versions": [v for v in state.versions if v != version]})
+    new = state.model_copy(
+        update={
+            "versions": [v for v in state.versions if v != version],
+            "checks": {v: c for v, c in state.checks.items() if v != version},
+        }
+    )
     return Plan(new, f"retired {state.model}/{version}")
 
 

@@ -118,16 +118,19 @@ class LocalRequestLog:
     def call_part(
         self, model: str, canary: str, stable: str, since: datetime, until: datetime
     ) -> dict[str, Any]:
-        """One entry per primary call of the canary or stable: ts (µs), total_ms, canary,
-        failed."""
+        """One entry per call of the canary or stable: ts (µs), total_ms, canary, failed. The
+        canary's include the copies of stable's calls it answered (role shadow): evidence that
+        no user saw."""
         return self.store.query_arrays(
             f"""
             SELECT epoch_us(ts) AS ts_us, total_ms,
                    (version = $canary OR fallback_from = $canary) AS canary,
                    {FAILED} AS failed
             FROM requests
-            WHERE model = $model AND role = 'primary' AND ts >= $since AND ts < $until
-              AND (version IN ($canary, $stable) OR fallback_from IN ($canary, $stable))
+            WHERE model = $model AND ts >= $since AND ts < $until
+              AND ((role = 'primary' AND (version IN ($canary, $stable)
+                                          OR fallback_from IN ($canary, $stable)))
+                   OR (role = 'shadow' AND version = $canary))
             """,
             {
                 "canary": canary,
@@ -160,8 +163,8 @@ class LocalRequestLog:
         until: datetime,
         coverage: Coverage | None = None,
     ) -> PairCounts:
-        """Canary calls and their shadow copy to stable, paired by the router's own call id
-        (never by the request id a client chose)."""
+        """Calls of one version and their shadow copy to the other (either way), paired by the
+        router's own call id (never by the request id a client chose)."""
         self._answered(coverage)
         row = self.store.query(
             f"""
@@ -169,9 +172,10 @@ class LocalRequestLog:
                    count(*) FILTER (WHERE {LABELS.format(col="p.output")}
                                     IS DISTINCT FROM {LABELS.format(col="s.output")})
                        AS disagreements
-            FROM requests p JOIN requests s
-              ON s.pair_id = p.call_id AND s.role = 'shadow' AND s.version = $stable
-            WHERE p.model = $model AND p.role = 'primary' AND p.version = $canary
+            FROM requests p JOIN requests s ON s.pair_id = p.call_id AND s.role = 'shadow'
+            WHERE p.model = $model AND p.role = 'primary'
+              AND ((p.version = $canary AND s.version = $stable)
+                   OR (p.version = $stable AND s.version = $canary))
               AND p.status = 200 AND s.status = 200 AND p.ts >= $since AND p.ts < $until
             """,
             {

@@ -1,7 +1,9 @@
-"""The evidence for one judgement of a rollout step, gathered through the request log and
-handed to the pure judge (agent/analysis/judge.py): the canary's calls since its step began
-against stable's since the rollout began, the step's shadow pairs, and the canary's drift
-from its own reference sample."""
+"""The evidence for one look at a rollout, gathered through the request log and handed to the
+pure judge (agent/analysis/judge.py): every canary call (served, or a copy of a stable call)
+against stable's since the rollout began, the pairs of answers since then, and the canary's
+drift from its own reference sample in the current step. Evidence accumulates over the
+steps (the judge's bounds hold over every look), so a step that passed leaves the next
+little to prove."""
 
 from __future__ import annotations
 
@@ -18,31 +20,30 @@ def judge_rollout(
     requests: RequestLog, r: Rollout, now: datetime, reference: DriftSource | None = None
 ) -> Judgement:
     # numpy and scipy load with the first judgement, not with every controller.
-    import numpy as np
 
-    from agent.analysis.judge import VersionSample, judge
+    from agent.analysis.judge import Look, VersionSample, judge
 
     gates = r.policy.gates
     coverage = Coverage()
     calls = requests.calls(r.model, r.canary, r.stable, r.started_at, now, coverage)
-    in_step = calls.ts >= np.datetime64(naive_utc(r.step_started_at))
 
     def sample(mask: Any) -> VersionSample:
         return VersionSample(
             latencies_ms=calls.total_ms[mask], errors=int(calls.failed[mask].sum())
         )
 
-    pairs = requests.shadow_pairs(r.model, r.canary, r.stable, r.step_started_at, now, coverage)
+    pairs = requests.shadow_pairs(r.model, r.canary, r.stable, r.started_at, now, coverage)
     extra = [] if reference is None else [canary_drift(requests, r, now, reference)]
     if coverage.missing:
         extra.append(held_for_coverage(coverage, gates.max_missing_share))
     return judge(
-        sample(calls.canary & in_step),
+        sample(calls.canary),
         sample(~calls.canary),
         pairs.disagreements,
         pairs.pairs,
         gates,
         extra=extra,
+        look=Look(fail=r.looks + 1, passing=r.pass_looks + 1),
     )
 
 
@@ -66,8 +67,10 @@ def held_for_coverage(coverage: Coverage, limit: float) -> MetricVerdict:
 def canary_drift(
     requests: RequestLog, r: Rollout, now: datetime, reference: DriftSource
 ) -> MetricVerdict:
-    """The canary's traffic in this step against its reference sample: at worst marginal
-    (the inputs drift for stable too), but a person should see it."""
+    """The canary's traffic in this step against its reference sample, shown with the
+    evidence. It holds the rollout (marginal) only when `max_drifted_share` is below 1: the
+    inputs drift for stable too, so drift says the reference is stale, not that the canary
+    is worse."""
     from agent.analysis.drift import drift_reports
     from agent.schemas.drift import DriftThresholds
 
@@ -76,9 +79,11 @@ def canary_drift(
     drifted = [f.feature for f in report.features if f.decision.drifted]
     moved = report.prediction is not None and report.prediction.decision.drifted
     share = len(drifted) / max(len(report.features), 1)
+    limit = r.policy.gates.max_drifted_share
+    hold = limit < 1 and (moved or share > limit)
     return MetricVerdict(
         metric="drift",
-        verdict="marginal" if moved or share > r.policy.gates.max_drifted_share else "pass",
+        verdict="marginal" if hold else "pass",
         canary=float(len(drifted)),
         note=f"{len(drifted)} of {len(report.features)} input features drifted from"
         f" {r.canary}'s reference; predictions {'drifted' if moved else 'steady'}"

@@ -2,10 +2,12 @@
 transitions that return the next Rollout and the traffic action to apply. No I/O here; the
 controller applies the actions and the agent keeps the state (agent/rollouts.py).
 
-    running --pass--> next step (SetWeight) ... last step --pass--> done (Promote)
-    running --fail--> rolled_back (RollBack)
-    running --marginal--> same step, watched again; past max_marginal --> paused
-    running --pause--> paused --resume--> running (the step's weight again, a fresh window)
+    running, judged every look_every_s:
+      fail                                  --> rolled_back (RollBack), at once
+      pass, the step has lasted min_dwell_s --> next step (SetWeight); the last --> done
+      pass sooner, or marginal              --> same step, judged again at the next look
+      still undecided after step_wait_s     --> marginal + 1; past max_marginal --> paused
+    running --pause--> paused --resume--> running (the step's weight again)
     running|paused --abort--> aborted (RollBack)
 """
 
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from agent.errors import ApiError
-from agent.schemas.rollouts import FINISHED, Judged, MetricVerdict, Rollout, Verdict
+from agent.schemas.rollouts import FINISHED, MAX_KEPT, Judged, MetricVerdict, Rollout, Verdict
 from serve.model_config import RolloutPolicy
 
 
@@ -44,8 +46,8 @@ class RolloutError(ApiError):
         super().__init__(status, message)
 
 
-def _wait(r: Rollout) -> timedelta:
-    return timedelta(seconds=r.policy.step_wait_s)
+def _look(r: Rollout) -> timedelta:
+    return timedelta(seconds=r.policy.look_every_s)
 
 
 def start(
@@ -61,14 +63,14 @@ def start(
         step=0,
         started_at=now,
         step_started_at=now,
-        judge_at=now + timedelta(seconds=policy.step_wait_s),
+        judge_at=now + timedelta(seconds=policy.look_every_s),
         updated_at=now,
     )
     return r, SetWeight(r.weight)
 
 
 def due(r: Rollout, now: datetime) -> bool:
-    """Whether the current step has been watched long enough to judge."""
+    """Whether the next look is due."""
     return r.state == "running" and now >= r.judge_at
 
 
@@ -77,36 +79,41 @@ def judged(
 ) -> tuple[Rollout, Action]:
     if r.state != "running":
         raise RolloutError(f"the rollout of {r.model} is {r.state}: nothing to judge")
-    record = Judged(at=now, step=r.step, weight=r.weight, verdict=verdict, metrics=metrics)
-    history = [*r.judgements, record]
-    base = {"judgements": history, "updated_at": now}
+    look = r.looks + 1
+    lasted = (now - r.step_started_at).total_seconds()
+    could_pass = lasted >= r.policy.min_dwell_s
+    record = Judged(
+        at=now, step=r.step, weight=r.weight, look=look, verdict=verdict, metrics=metrics
+    )
+    base = {
+        "judgements": [*r.judgements, record][-MAX_KEPT:],
+        "looks": look,
+        "pass_looks": r.pass_looks + could_pass,
+        "updated_at": now,
+        "judge_at": now + _look(r),
+    }
+    where = f"{r.weight}%" if r.weight else "the shadow stage"
     if verdict == "fail":
         failed = ", ".join(m.metric for m in metrics if m.verdict == "fail")
-        reason = f"judged fail at {r.weight}%: {failed or 'see the judgement'}"
+        reason = f"judged fail at {where}: {failed or 'see the judgement'}"
         return r.model_copy(update={**base, "state": "rolled_back", "reason": reason}), RollBack(
             r.stable
         )
-    if verdict == "marginal":
+    if verdict == "pass" and could_pass:
+        if r.last_step:
+            return r.model_copy(update={**base, "state": "done", "reason": None}), Promote(r.canary)
+        nxt = r.model_copy(
+            update={**base, "step": r.step + 1, "step_started_at": now, "marginal": 0}
+        )
+        return nxt, SetWeight(nxt.weight)
+    if lasted >= r.policy.step_wait_s * (r.marginal + 1):
         if r.marginal + 1 > r.policy.max_marginal:
-            reason = f"marginal {r.marginal + 1} times at {r.weight}%: a person should decide"
+            reason = f"undecided at {where} for {lasted:.0f} s ({verdict}): a person should decide"
             return r.model_copy(
                 update={**base, "state": "paused", "reason": reason, "marginal": 0}
             ), None
-        return r.model_copy(
-            update={**base, "marginal": r.marginal + 1, "judge_at": now + _wait(r)}
-        ), None
-    if r.step == len(r.policy.steps) - 1:
-        return r.model_copy(update={**base, "state": "done", "reason": None}), Promote(r.canary)
-    nxt = r.model_copy(
-        update={
-            **base,
-            "step": r.step + 1,
-            "step_started_at": now,
-            "judge_at": now + _wait(r),
-            "marginal": 0,
-        }
-    )
-    return nxt, SetWeight(nxt.weight)
+        return r.model_copy(update={**base, "marginal": r.marginal + 1}), None
+    return r.model_copy(update=base), None
 
 
 def pause(r: Rollout, now: datetime, who: str) -> tuple[Rollout, Action]:
@@ -126,7 +133,7 @@ def resume(r: Rollout, now: datetime) -> tuple[Rollout, Action]:
             "state": "running",
             "reason": None,
             "step_started_at": now,
-            "judge_at": now + _wait(r),
+            "judge_at": now + _look(r),
             "marginal": 0,
             "updated_at": now,
         }

@@ -81,7 +81,7 @@ max_replicas_per_node = 1
 num_cpus = 0.1
 [rollout]
 steps = [50, 100]
-step_wait_s = 20
+min_dwell_s = 20
 [rollout.gates]
 min_requests = 50
 min_pairs = 20

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -55,6 +55,18 @@ class OutputSchema(_Strict):
     classes: list[int | str] = Field(default_factory=list)
 
 
+class ExpectedAnswers(_Strict):
+    """What the version answered at registration for the first rows of its reference sample
+    (as the version app answers: a label, and probabilities for a classifier). Before the
+    deployed version gets traffic the controller sends the same rows and compares: another
+    runtime, other hardware or another artifact shows here, before any user sees it."""
+
+    instances: list[list[float]]
+    predictions: list[dict[str, Any]]
+    runtime: str = Field(description="onnxruntime version and provider that answered")
+    tolerance: float = Field(1e-4, ge=0, description="largest difference of a probability")
+
+
 class Provenance(_Strict):
     script: str | None = None
     git_commit: str | None = None
@@ -80,6 +92,7 @@ class Manifest(_Strict):
     reference: Annotated[str, AfterValidator(_reference_name)] | None = REFERENCE_FILE
     reference_rows: int = 0
     provenance: Provenance = Field(default_factory=Provenance)
+    expected: ExpectedAnswers | None = None
     # Pickled artifacts run code on load: refused unless a manifest explicitly opts in,
     # and no runtime for them exists yet, so the flag is recorded but never honoured.
     allow_pickle: bool = False

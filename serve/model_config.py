@@ -144,14 +144,25 @@ class RolloutGates(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     min_requests: Annotated[int, Field(ge=1, le=10_000_000), INTEGRAL] = 100
+    # A pass needs the canary's error rate surely within the larger of these over stable's.
     max_error_increase: float = Field(0.005, ge=0, le=1)
-    latency_tolerance: float = Field(0.10, ge=0, le=100)
-    spread_ratio: float = Field(1.5, ge=1, le=100)
+    max_error_ratio: float = Field(1.8, ge=1, le=100)
+    # The typical call (geometric mean) at most this much slower; spread (the log-latency
+    # standard deviation) at most this ratio of stable's.
+    latency_tolerance: float = Field(0.15, ge=0, le=100)
+    spread_ratio: float = Field(1.25, ge=1, le=100)
+    # Calls past stable's 98th percentile: at most this many times stable's share.
+    max_tail_ratio: float = Field(2.0, ge=1, le=100)
     max_disagreement: float = Field(0.02, ge=0, le=1)
     min_pairs: Annotated[int, Field(ge=1, le=10_000_000), INTEGRAL] = 100
+    # The chance that a healthy canary is ever failed, over every look of a rollout, and
+    # that a canary beyond the margins is ever passed (agent/analysis/judge.py).
     fail_p: float = Field(0.01, gt=0, lt=1)
-    # Input features of the canary's traffic drifted from its reference, at most (marginal).
-    max_drifted_share: float = Field(0.1, ge=0, le=1)
+    pass_p: float = Field(0.02, gt=0, lt=1)
+    # Input features of the canary's traffic drifted from its reference: above this share (or
+    # its predictions drifted), hold the rollout for a person. Off (1) by default: stable gets
+    # the same inputs, so drift says the reference is stale, not that the canary is worse.
+    max_drifted_share: float = Field(1.0, ge=0, le=1)
     # The share of the model's traffic on hosts that did not answer: above it, hold.
     max_missing_share: float = Field(0.1, ge=0, le=1)
 
@@ -170,24 +181,39 @@ Steps = Annotated[
     Field(min_length=1, max_length=100, description="canary weights, rising, the last 100"),
     AfterValidator(_rising_to_100),
 ]
-StepWait = Annotated[float, Field(ge=1, le=86_400, description="seconds each step is watched")]
+StepWait = Annotated[float, Field(ge=1, le=86_400, description="seconds a step may stay undecided")]
+Dwell = Annotated[float, Field(ge=0, le=86_400, description="seconds each step lasts at least")]
+LookEvery = Annotated[float, Field(ge=1, le=3_600, description="seconds between judgements")]
 MaxMarginal = Annotated[int, Field(ge=0, le=100), INTEGRAL]
-PairFraction = Annotated[float, Field(ge=0, le=1)]
+ShadowFraction = Annotated[float, Field(ge=0, le=1)]
 
 
 class RolloutPolicy(_Strict):
-    """A progressive rollout: the canary's weight per step, how long each step is watched,
-    and the judge's gates. A failed judgement rolls back at once; a marginal one watches the
-    step again, `max_marginal` times, then pauses for a person."""
+    """A progressive rollout. First, with `shadow_stage`, no user sees the canary: a share of
+    stable's calls is copied to it and its answers, errors and latency judged. Then its
+    weight steps up. The canary is judged every `look_every_s` on all its calls since the
+    rollout began (agent/analysis/judge.py, valid under these repeated looks): a fail rolls
+    back at once; a pass moves to the next step once the step has lasted `min_dwell_s`; a
+    step still undecided after `step_wait_s` counts as marginal, and after `max_marginal` of
+    those the rollout pauses for a person."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    steps: Steps = Field(default_factory=lambda: [5, 25, 50, 100])
+    steps: Steps = Field(default_factory=lambda: [1, 5, 25, 50, 100])
+    shadow_stage: bool = True
+    min_dwell_s: Dwell = 30
+    look_every_s: LookEvery = 10
     step_wait_s: StepWait = 300
     max_marginal: MaxMarginal = 2
-    # Share of canary calls also sent to stable (shadow): their answers are compared.
-    pair_fraction: PairFraction = 0.2
+    # Share of calls copied to the other version: stable's to the canary until the last
+    # step (evidence no user sees, and pairs of answers to compare), then the canary's to
+    # stable.
+    shadow_fraction: ShadowFraction = 0.5
     gates: RolloutGates = Field(default_factory=RolloutGates)
+
+    def weights(self) -> list[int]:
+        """The canary's weight at each step, the shadow stage (0) first."""
+        return ([0] if self.shadow_stage else []) + list(self.steps)
 
 
 class ModelConfig(_Strict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -22,6 +23,17 @@ def choose_providers(gpu_assigned: bool) -> list[str]:
     if gpu_assigned and CUDA in available:
         return [CUDA, CPU]
     return [CPU]
+
+
+def predictions_json(labels: np.ndarray, probabilities: np.ndarray | None) -> list[dict[str, Any]]:
+    """Plain JSON values; float32 → Python float is exact, so replay can compare bits."""
+    out = []
+    for i, label in enumerate(labels.tolist()):
+        row: dict[str, Any] = {"label": label}
+        if probabilities is not None:
+            row["probabilities"] = [float(p) for p in probabilities[i]]
+        out.append(row)
+    return out
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import platform
 import socket
 import subprocess
@@ -10,10 +11,14 @@ import sys
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import onnxruntime as ort
 
-from serve.manifest import InputSchema, OutputSchema, Provenance
+from serve.manifest import ExpectedAnswers, InputSchema, OutputSchema, Provenance
 from serve.names import check_name, check_version
+from serve.onnx_model import predictions_json
+
+log = logging.getLogger("trackside.registration")
 
 # Columns of a reference sample that are not model inputs.
 NON_FEATURE_COLUMNS = ("label", "prediction")
@@ -139,4 +144,44 @@ def manifest_fields(
         "metrics": dict(metrics or {}),
         "reference_rows": rows,
         "provenance": collect_provenance(script),
+        "expected": None
+        if reference is None
+        else expected_answers(artifact, input_schema, output_schema, reference),
     }
+
+
+EXPECTED_ROWS = 16  # enough to tell another runtime or artifact; cheap to send at deploy
+
+
+def expected_answers(
+    artifact: Path, input_schema: InputSchema, output_schema: OutputSchema, reference: Path
+) -> ExpectedAnswers | None:
+    """The version's answers, here and now (CPU), for the reference sample's first rows."""
+    con = duckdb.connect()
+    try:
+        columns = ", ".join(f'"{f}"' for f in input_schema.features)
+        rows = con.execute(
+            f"SELECT {columns} FROM read_parquet(?) LIMIT {EXPECTED_ROWS}", [str(reference)]
+        ).fetchnumpy()
+    finally:
+        con.close()
+    x = np.column_stack([rows[f] for f in input_schema.features]).astype(input_schema.dtype)
+    session = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
+    names = [output_schema.label_tensor]
+    if output_schema.probabilities_tensor:
+        names.append(output_schema.probabilities_tensor)
+    try:
+        out = session.run(names, {input_schema.tensor: x})
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        # Registered all the same (what it does when served is for the operator to see),
+        # but with nothing to compare its deployed answers with.
+        log.warning(
+            "%s fails on its reference rows (%s): no expected answers stored", artifact, exc
+        )
+        return None
+    probabilities = np.asarray(out[1]) if len(out) > 1 else None
+    return ExpectedAnswers(
+        instances=[[float(v) for v in row] for row in x],
+        predictions=predictions_json(np.asarray(out[0]), probabilities),
+        runtime=f"onnxruntime {ort.__version__} CPUExecutionProvider",
+    )

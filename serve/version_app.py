@@ -25,23 +25,12 @@ from starlette.responses import JSONResponse, Response
 
 from serve.model_store import ModelStore
 from serve.names import HOST_ENV, SPOOL_ENV
-from serve.onnx_model import OnnxModel
+from serve.onnx_model import OnnxModel, predictions_json
 from serve.ray_hardening import bind_replica_grpc_to_node_ip
 from serve.replica_facts import ReplicaFacts, facts_dir, write_facts
 from serve.validation import InputError, parse_instances
 
 log = logging.getLogger("ray.serve")
-
-
-def predictions_json(labels: np.ndarray, probabilities: np.ndarray | None) -> list[dict]:
-    """Plain JSON values; float32 → Python float is exact, so replay can compare bits."""
-    out = []
-    for i, label in enumerate(labels.tolist()):
-        row: dict[str, Any] = {"label": label}
-        if probabilities is not None:
-            row["probabilities"] = [float(p) for p in probabilities[i]]
-        out.append(row)
-    return out
 
 
 def error_body(status: int, reason: str, model: str, version: str) -> dict[str, Any]:
@@ -111,13 +100,21 @@ class ModelVersion:
         batcher.set_batch_wait_timeout_s(float(user_config.get("batch_wait_timeout_s", 0.005)))
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def _predict_batch(self, arrays: list[np.ndarray]) -> list[list[dict]]:
+    async def _predict_batch(self, arrays: list[np.ndarray]) -> list[list[dict] | Exception]:
         # One session run for every request in the batch, then split back per request.
         sizes = [len(a) for a in arrays]
         rows = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-        # ONNX Runtime releases the GIL: the replica's event loop keeps accepting requests.
-        result = await asyncio.to_thread(self.onnx.predict, rows)
-        out, start = [], 0
+        try:
+            # ONNX Runtime releases the GIL: the replica's event loop keeps accepting requests.
+            result = await asyncio.to_thread(self.onnx.predict, rows)
+        except Exception as exc:
+            if len(arrays) == 1:
+                return [exc]
+            # One request's rows failed the run for all its batch-mates: each alone, so
+            # only the request that fails gets the error.
+            return [await self._predict_alone(a) for a in arrays]
+        out: list[list[dict] | Exception] = []
+        start = 0
         for n in sizes:
             probs = (
                 result.probabilities[start : start + n]
@@ -127,6 +124,13 @@ class ModelVersion:
             out.append(predictions_json(result.labels[start : start + n], probs))
             start += n
         return out
+
+    async def _predict_alone(self, rows: np.ndarray) -> list[dict] | Exception:
+        try:
+            result = await asyncio.to_thread(self.onnx.predict, rows)
+        except Exception as exc:
+            return exc
+        return predictions_json(result.labels, result.probabilities)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -148,6 +152,8 @@ class ModelVersion:
         except InputError as exc:
             return error_body(exc.status, exc.reason, self.model, self.version)
         predictions = await self._predict_batch(rows)
+        if isinstance(predictions, Exception):
+            raise predictions
         return {
             "status": 200,
             "model": self.model,

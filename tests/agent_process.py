@@ -15,17 +15,19 @@ from serve.local_cluster import free_port
 
 
 class AgentProcess:
-    def __init__(self, data_dir: Path, interval: float = 0.25) -> None:
+    def __init__(self, data_dir: Path, interval: float = 0.25, home: Path | None = None) -> None:
+        """Config and log go in `home` (default: beside the data folder)."""
         self.data_dir = data_dir
         self.port = free_port()
-        self.config = data_dir.parent / f"{data_dir.name}.toml"
+        home = home or data_dir.parent
+        self.config = home / f"{data_dir.name}.toml"
         self.config.write_text(
             f'data_dir = "{data_dir}"\n[api]\nport = {self.port}\n'
             f"[collect]\ninterval_s = {interval}\ningest_interval_s = 0.25\n"
             "write_interval_s = 0.5\n"
         )
         self.proc: subprocess.Popen | None = None
-        self.log = data_dir.parent / f"{data_dir.name}.log"
+        self.log = home / f"{data_dir.name}.log"
 
     @property
     def url(self) -> str:
@@ -74,11 +76,13 @@ class AgentProcess:
         return self.proc.wait(timeout=30)
 
 
-def start_controller(tmp: Path, cluster, model_toml: Path, store_root: Path):
+def start_controller(
+    tmp: Path, cluster, model_toml: Path, store_root: Path, data_dir: Path | None = None
+):
     """An agent with the controller role on `cluster`, once its stable version serves."""
     from agent.client import AgentClient, AgentError
 
-    agent = AgentProcess(tmp / "data", interval=1.0)
+    agent = AgentProcess(data_dir or tmp / "data", interval=1.0, home=tmp)
     agent.config.write_text(
         agent.config.read_text()
         + f'[controller]\nenabled = true\ndashboard = "{cluster.dashboard_url}"\n'

@@ -9,10 +9,12 @@ from pydantic import BaseModel, Field
 
 from agent.schemas.common import StrictBody
 from serve.model_config import (
+    Dwell,
+    LookEvery,
     MaxMarginal,
-    PairFraction,
     RolloutGates,
     RolloutPolicy,
+    ShadowFraction,
     Steps,
     StepWait,
 )
@@ -22,6 +24,7 @@ Verdict = Literal["pass", "marginal", "fail"]
 RANK: dict[Verdict, int] = {"pass": 0, "marginal": 1, "fail": 2}
 State = Literal["running", "paused", "done", "rolled_back", "aborted"]
 FINISHED: tuple[State, ...] = ("done", "rolled_back", "aborted")
+MAX_KEPT = 200  # judgements kept in the rollout (every one is in the audit table)
 
 
 class MetricVerdict(BaseModel):
@@ -32,6 +35,11 @@ class MetricVerdict(BaseModel):
     canary: float | None = None
     stable: float | None = None
     p_value: float | None = None
+    # The evidence as it stands: the effect's bounds at this look (canary against stable:
+    # a difference of rates, or a ratio) and the limit a pass needs `high` within.
+    low: float | None = None
+    high: float | None = None
+    limit: float | None = None
     note: str = ""
     details: dict[str, float] = Field(default_factory=dict)
 
@@ -47,6 +55,7 @@ class Judged(BaseModel):
     at: datetime
     step: int
     weight: int
+    look: int = 0
     verdict: Verdict
     metrics: list[MetricVerdict] = Field(default_factory=list)
 
@@ -62,14 +71,20 @@ class Rollout(BaseModel):
     started_at: datetime
     step_started_at: datetime
     judge_at: datetime
-    marginal: int = 0  # marginal judgements in a row at this step
+    marginal: int = 0  # step_wait_s periods this step stayed undecided
+    looks: int = 0  # judgements so far (each spends its share of the false-fail budget)
+    pass_looks: int = 0  # looks at which a pass could advance (they spend the false-pass one)
     reason: str | None = None
     updated_at: datetime
-    judgements: list[Judged] = Field(default_factory=list)
+    judgements: list[Judged] = Field(default_factory=list)  # the latest MAX_KEPT
 
     @property
     def weight(self) -> int:
-        return self.policy.steps[self.step]
+        return self.policy.weights()[self.step]
+
+    @property
+    def last_step(self) -> bool:
+        return self.step == len(self.policy.weights()) - 1
 
 
 class RolloutStart(StrictBody):
@@ -79,9 +94,12 @@ class RolloutStart(StrictBody):
     model: ModelName
     canary: VersionName
     steps: Steps | None = None
+    shadow_stage: bool | None = None
+    min_dwell_s: Dwell | None = None
+    look_every_s: LookEvery | None = None
     step_wait_s: StepWait | None = None
     max_marginal: MaxMarginal | None = None
-    pair_fraction: PairFraction | None = None
+    shadow_fraction: ShadowFraction | None = None
     gates: RolloutGates | None = Field(None, description='e.g. {"min_requests": 50}')
 
     def overrides(self) -> dict[str, Any]:

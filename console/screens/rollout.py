@@ -1,5 +1,6 @@
-"""Rollout: the model's progressive rollout, its step, the judge's latest numbers metric by
-metric, the judgements so far, and the controls (start, pause, resume, abort). Data from
+"""Rollout: the model's progressive rollout, its step, the evidence as it accumulates (each
+metric's interval at the latest look against its limit), when the next look and the next
+possible step are, the looks so far, and the controls (start, pause, resume, abort). Data from
 the controller agent's /v1/rollouts; an agent without it is named and the controls stay
 greyed out."""
 
@@ -13,7 +14,7 @@ from textual.markup import escape
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
-from agent.client import AgentError, Rollout
+from agent.client import AgentError, MetricVerdict, Rollout
 from console.screens.availability import unavailable
 from console.screens.base import ConsoleScreen, FilterInput
 from console.state import ConsoleState
@@ -31,34 +32,57 @@ class RolloutsLoaded(Message):
         self.note = note
 
 
+def weight_text(weight: int) -> str:
+    return f"{weight}%" if weight else "shadow"
+
+
 def steps_text(r: Rollout) -> str:
-    """5% ✓ → 25% (now) → 50% → 100%, with each step's last verdict."""
+    """shadow ✓ → 1% ✓ → 5% (now) → 25% → 50% → 100%, with each step's last verdict."""
     last: dict[int, str] = {}
     for j in r.judgements:
         last[j.step] = j.verdict
     parts = []
-    for i, weight in enumerate(r.policy.steps):
+    for i, weight in enumerate(r.policy.weights()):
         mark = {"pass": " ✓", "marginal": " ?", "fail": " ✗"}.get(last.get(i, ""), "")
-        text = f"{weight}%{mark}"
+        text = f"{weight_text(weight)}{mark}"
         if i == r.step and r.state in ("running", "paused"):
             text = f"[b reverse] {text} [/]"
         parts.append(text)
     return " → ".join(parts)
 
 
+def _in(seconds: float) -> str:
+    left = max(0, int(seconds))
+    return f"{left // 60}m{left % 60:02d}s"
+
+
 def title_text(r: Rollout, now: datetime) -> str:
     style = STATE_STYLE.get(r.state, "red")
+    where = "the shadow stage (no user sees it)" if r.weight == 0 else f"{r.weight}%"
     head = (
         f" [b]{r.model}[/b]: canary [b]{r.canary}[/b] against stable {r.stable}"
-        f" · step {r.step + 1}/{len(r.policy.steps)} at {r.policy.steps[r.step]}%"
-        f" · [{style}]{r.state}[/]"
+        f" · step {r.step + 1}/{len(r.policy.weights())}: {where} · [{style}]{r.state}[/]"
     )
     if r.state == "running":
-        left = max(0, int((r.judge_at - now).total_seconds()))
-        head += f" · next judgement in {left // 60}m{left % 60:02d}s"
+        head += f" · look {r.looks + 1} in {_in((r.judge_at - now).total_seconds())}"
+        dwell = r.policy.min_dwell_s - (now - r.step_started_at).total_seconds()
+        if dwell > 0:  # a pass before then is noted, not acted on
+            head += f" · can advance in {_in(dwell)}"
     if r.reason:
         head += f"\n {escape(r.reason)}"
     return head
+
+
+def interval_text(m: MetricVerdict) -> str:
+    """The effect's bounds, red past the limit, green within it."""
+    if m.high is None:
+        return "-"
+    low = "…" if m.low is None else f"{m.low:.4g}"
+    colour = "" if m.limit is None else "green" if m.high <= m.limit else "yellow"
+    if m.low is not None and m.limit is not None and m.low > m.limit:
+        colour = "red"
+    text = f"{low} .. {m.high:.4g}"
+    return f"[{colour}]{text}[/]" if colour else text
 
 
 class RolloutScreen(ConsoleScreen):
@@ -93,9 +117,11 @@ class RolloutScreen(ConsoleScreen):
 
     def on_mount(self) -> None:
         self.query_one("#judgement", DataTable).add_columns(
-            "METRIC", "VERDICT", "CANARY", "STABLE", "P", "NUMBERS"
+            "METRIC", "VERDICT", "CANARY", "STABLE", "INTERVAL", "LIMIT", "NUMBERS"
         )
-        self.query_one("#history", DataTable).add_columns("WHEN (UTC)", "STEP", "WEIGHT", "VERDICT")
+        self.query_one("#history", DataTable).add_columns(
+            "WHEN (UTC)", "LOOK", "STEP", "WEIGHT", "VERDICT"
+        )
         self.set_interval(2, self._reload_if_current)
 
     def _reload_if_current(self) -> None:
@@ -176,7 +202,7 @@ class RolloutScreen(ConsoleScreen):
 
         question = (
             f"Abort the rollout of [b]{r.model}[/b]: all traffic back to {r.stable}"
-            f" (the canary {r.canary} has {r.policy.steps[r.step]}%)."
+            f" (the canary {r.canary} has {r.weight}%)."
         )
         self.app.push_screen(ConfirmTyped(question, r.canary), done)
 
@@ -239,7 +265,8 @@ class RolloutScreen(ConsoleScreen):
                 f"[{style}]{m.verdict}[/]",
                 num(m.canary, "{:.4g}"),
                 num(m.stable, "{:.4g}"),
-                num(m.p_value, "{:.2g}"),
+                interval_text(m),
+                num(m.limit, "{:.4g}"),
                 plain(m.note),
             )
         history = self.query_one("#history", DataTable)
@@ -250,7 +277,8 @@ class RolloutScreen(ConsoleScreen):
             style = VERDICT_STYLE.get(j.verdict, "")
             history.add_row(
                 j.at.strftime("%Y-%m-%d %H:%M:%S"),
+                str(j.look),
                 str(j.step + 1),
-                f"{j.weight}%",
+                weight_text(j.weight),
                 f"[{style}]{j.verdict}[/]",
             )

@@ -210,8 +210,8 @@ class ReplayForm(FormModal[ReplayChoice]):
 
 
 class RolloutForm(FormModal[RolloutChoice]):
-    """Start a progressive rollout: the canary, and (optionally) steps and the wait per step;
-    left empty, they come from the model's rollout policy."""
+    """Start a progressive rollout: the canary, and (optionally) steps and the least time per
+    step; left empty, they come from the model's rollout policy."""
 
     def __init__(self, model: str, stable: str, candidates: list[str]) -> None:
         super().__init__()
@@ -231,9 +231,9 @@ class RolloutForm(FormModal[RolloutChoice]):
                     id="canary",
                 )
                 yield Label("steps, % (policy)")
-                yield Input(placeholder="e.g. 5,25,50,100", id="steps")
-                yield Label("seconds per step")
-                yield Input(placeholder="the policy's", id="wait", type="number")
+                yield Input(placeholder="e.g. 1,5,25,50,100", id="steps")
+                yield Label("least seconds per step")
+                yield Input(placeholder="the policy's", id="dwell", type="number")
             yield Static("", id="error")
             with Horizontal():
                 yield Button("Start", id="start", variant="primary")
@@ -249,10 +249,10 @@ class RolloutForm(FormModal[RolloutChoice]):
                 policy["steps"] = [int(s) for s in steps.split(",")]
             except ValueError:
                 return "steps are whole percentages separated by commas"
-        wait = self.query_one("#wait", Input).value.strip()
-        if wait:
+        dwell = self.query_one("#dwell", Input).value.strip()
+        if dwell:
             try:
-                policy["step_wait_s"] = float(wait)
+                policy["min_dwell_s"] = float(dwell)
             except ValueError:
                 return "seconds per step must be a number"
         try:

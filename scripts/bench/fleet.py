@@ -114,7 +114,7 @@ def run(hosts: int, log: LocalRequestLog, app: Starlette, token: str, ref: Path)
         )
         drift_s = time.perf_counter() - t0
         drift_bytes = fleet.bytes_received
-        policy = RolloutPolicy(steps=[50, 100], step_wait_s=300)
+        policy = RolloutPolicy(steps=[50, 100])
         begun = datetime.now(UTC) - timedelta(minutes=5)
         rollout, _ = start(MODEL, "v2", VERSION, policy, begun, "bench")
         t0 = time.perf_counter()

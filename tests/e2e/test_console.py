@@ -454,11 +454,17 @@ async def test_rollout_start_pause_resume_and_abort_from_the_console(controller)
         await pilot.pause()
         assert "rising to 100" in str(form.query_one("#error", Static).render())
         form.query_one("#steps", Input).value = "10,100"
-        form.query_one("#wait", Input).value = "3600"
+        form.query_one("#dwell", Input).value = "3600"
         form.query_one("#start", Button).press()
         await until(pilot, lambda: "running" in str(title.render()), 30)
-        assert "step 1/2 at 10%" in str(title.render())
-        assert client.model("digits").table.weights == {stable: 90, canary: 10}
+        # First the shadow stage: no user sees the canary, copies of stable's calls reach it.
+        assert "step 1/3: the shadow stage" in str(title.render())
+        assert "can advance in 59m" in str(title.render())
+        table = client.model("digits").table
+        assert table.weights == {stable: 100} and table.shadow.version == canary
+        await until(pilot, lambda: "look 2 in" in str(title.render()), 30)
+        evidence = app.screen.query_one("#judgement", DataTable)
+        assert evidence.row_count >= 1  # the first look's metrics, with their intervals
 
         await pilot.press("z")
         await until(pilot, lambda: "paused" in str(title.render()), 30)

@@ -32,6 +32,7 @@ from scripts.train_demo_models import split
 from serve.model_store import ModelStore
 from serve.spool import SpoolWriter
 from tests.integration.broken_model import register_broken
+from tests.load_helpers import FAST, LOOSE
 from tests.records import make_record
 
 pytestmark = pytest.mark.ray
@@ -246,17 +247,6 @@ def wait_rollout(client: AgentClient, states: set[str], timeout_s: float = 240):
     )
 
 
-# Gates a short test can pass: few calls, a busy 2-core machine.
-LOOSE = {
-    "min_requests": 20,
-    "min_pairs": 5,
-    "max_error_increase": 0.2,
-    "latency_tolerance": 2.0,
-    "spread_ratio": 10.0,
-    "max_disagreement": 0.5,
-}
-
-
 def verdicts(r) -> list:
     return [
         (
@@ -277,8 +267,8 @@ def test_a_rollout_is_judged_across_the_nodes(fleet):
             "digits",
             "v2",
             steps=[50, 100],
-            step_wait_s=6,
             gates=LOOSE,
+            **FAST,
         )
         done = wait_rollout(ctl, {"done", "rolled_back", "paused"})
         assert done.state == "done", verdicts(done)
@@ -298,8 +288,8 @@ def test_a_rollout_is_judged_across_the_nodes(fleet):
             "digits",
             "broken",
             steps=[50, 100],
-            step_wait_s=6,
             gates=LOOSE,
+            **FAST,
         )
         failed = wait_rollout(ctl, {"done", "rolled_back", "paused"})
         assert failed.state == "rolled_back", verdicts(failed)
@@ -332,8 +322,8 @@ def test_a_stopped_agent_is_named_and_the_rollout_holds_until_it_is_back(fleet):
             "digits",
             canary,
             steps=[50, 100],
-            step_wait_s=5,
             gates=LOOSE,
+            **FAST,
         )
         held = until(
             lambda: (r := ctl.rollout("digits")).judgements and r,

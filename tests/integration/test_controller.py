@@ -4,26 +4,24 @@ the router then serves, refusals (409/422), a failed apply, and the audit trail.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
-import contextlib
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
 
 from agent.client import AgentError
-from scripts.load import run_load
 from scripts.train_demo_models import split
 from serve.model_store import ModelStore
 from serve.registration import manifest_fields
 from tests.agent_process import start_controller
 from tests.integration.broken_model import register_broken
+from tests.load_helpers import FAST, LOOSE, advanced_through, steady_load, wait_for_rollout
 
 pytestmark = pytest.mark.ray
 
@@ -40,6 +38,7 @@ max_replicas = 1
 [versions.v3]
 accelerator = "gpu"
 num_gpus = 0.5
+[versions.tampered]
 [router]
 num_replicas = 1
 timeout_s = 2.0
@@ -64,11 +63,25 @@ def controller(ray_cluster, demo_store, tmp_path_factory):
     )
     store.register(fields, v1 / "digits-v1.onnx", v1 / "reference.parquet")
     register_broken(store, v1 / "reference.parquet", tmp)  # raises on every call
+    register_tampered(store, v1)
     (tmp / "digits.toml").write_text(MODEL_TOML)
     agent, client = start_controller(tmp, ray_cluster, tmp / "digits.toml", store.root)
     yield agent, client, ray_cluster
     client.close()
     agent.stop()
+
+
+def register_tampered(store: ModelStore, v1: Path) -> None:
+    """v1's artifact under a manifest whose answers at registration are not what it answers:
+    as if the artifact had been swapped, or development ran another runtime."""
+    fields = manifest_fields("digits", "tampered", v1 / "digits-v1.onnx", v1 / "reference.parquet")
+    manifest = store.register(fields, v1 / "digits-v1.onnx", v1 / "reference.parquet")
+    assert manifest.expected is not None
+    predictions = [dict(p) for p in manifest.expected.predictions]
+    predictions[0]["label"] = (predictions[0]["label"] + 1) % 10
+    expected = manifest.expected.model_copy(update={"predictions": predictions})
+    path = store.version_dir("digits", "tampered") / "manifest.json"
+    path.write_text(manifest.model_copy(update={"expected": expected}).model_dump_json(indent=2))
 
 
 def _agent_of(controller):
@@ -118,6 +131,30 @@ def test_deploy_refuses_an_unblessed_version_unless_forced(controller):
     assert result.changed and "deployed digits/v2" in result.message
     (model,) = client.models()
     assert {v.version for v in model.versions} == {"v1", "v2"}
+
+
+def test_a_version_that_answers_unlike_at_registration_gets_no_traffic(controller):
+    _, client, _ = controller
+    ok = client.deploy("digits", "v2", force=True)  # already there: checked again
+    assert "16 reference rows answered as at registration" in ok.message, ok.message
+    result = client.deploy("digits", "tampered", force=True)
+    assert "does not answer as at registration" in result.message
+    assert "1 of 16 labels differ" in result.message, result.message
+    for attempt in (
+        lambda: client.set_traffic("digits", {"v1": 90, "tampered": 10}),
+        lambda: client.promote("digits", "tampered"),
+        lambda: client.rollout_start("digits", "tampered"),
+    ):
+        with pytest.raises(AgentError) as info:
+            attempt()
+        assert info.value.status == 409 and "does not answer as it did at registration" in (
+            info.value.message
+        )
+    (version,) = [v for v in client.model("digits").versions if v.version == "tampered"]
+    assert "answers unlike at registration" in (version.problem or "")
+    checks = [e for e in client.audit(limit=50) if e.action == "check_answers"]
+    assert {e.result for e in checks} >= {"ok", "refused"}
+    client.retire("digits", "tampered")
 
 
 def test_bad_actions_get_a_4xx_and_change_nothing(controller):
@@ -300,53 +337,6 @@ def test_replay_refuses_unknown_requests_and_undeployed_versions(controller):
     assert info.value.status == 404
 
 
-@contextlib.contextmanager
-def steady_load(cluster, rps: float = 25):
-    """Real digits through the router in the background; yields the load's report."""
-    stop = asyncio.Event()
-    loop = asyncio.new_event_loop()
-    box = {}
-
-    def run() -> None:
-        box["report"] = loop.run_until_complete(
-            run_load(f"{cluster.serve_url}/models/digits/predict", rps, 600, stop=stop)
-        )
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    try:
-        yield box
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=60)
-
-
-# The demo's versions differ (v2 is a slower random forest and disagrees with v1 on a few
-# digits), and a test cannot wait for the hundreds of calls the default gates need: these
-# gates are loose on purpose, so the walk itself is what is tested.
-LOOSE = {
-    "min_requests": 20,
-    "min_pairs": 5,
-    "max_error_increase": 0.2,
-    "latency_tolerance": 10.0,
-    "spread_ratio": 100.0,
-    "max_disagreement": 0.5,
-    # The load sends the dataset's first 300 digits, a few writers: their pixels differ
-    # from the reference sample's on ~1 feature in 6 (the judge is right to see drift).
-    "max_drifted_share": 1.0,
-}
-
-
-def _wait_for_rollout(client, states, timeout_s: float = 120):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        r = client.rollout("digits")
-        if r.state in states:
-            return r
-        assert time.monotonic() < deadline, r
-        time.sleep(0.5)
-
-
 def _ensure(client, stable: str, other: str) -> None:
     versions = {v.version for v in client.model("digits").versions}
     if other not in versions:
@@ -359,21 +349,21 @@ def test_a_rollout_walks_its_steps_and_promotes_the_canary(controller):
     _, client, cluster = controller
     _ensure(client, "v1", "v2")
     with steady_load(cluster) as load:
-        started = client.rollout_start(
-            "digits", "v2", steps=[50, 100], step_wait_s=4, pair_fraction=0.5, gates=LOOSE
-        )
-        assert started.state == "running" and client.model("digits").table.weights == {
-            "v1": 50,
-            "v2": 50,
-        }
+        started = client.rollout_start("digits", "v2", steps=[50, 100], gates=LOOSE, **FAST)
+        # The shadow stage first: no user sees v2, half of v1's calls are copied to it.
+        table = client.model("digits").table
+        assert started.state == "running" and table.weights == {"v1": 100}
+        assert table.shadow is not None and table.shadow.version == "v2"
         with pytest.raises(AgentError) as info:  # one rollout per model at a time
             client.rollout_start("digits", "v2")
         assert info.value.status == 409
-        done = _wait_for_rollout(client, {"done", "rolled_back", "paused"})
+        done = wait_for_rollout(client, {"done", "rolled_back", "paused"})
     assert done.state == "done", done
-    assert [(j.weight, j.verdict) for j in done.judgements] == [(50, "pass"), (100, "pass")]
-    metrics = {m.metric: m for m in done.judgements[0].metrics}
-    assert metrics["disagreement"].details["high_95"] >= 0  # the numbers are kept
+    assert advanced_through(done) == [0, 50, 100]
+    assert done.judgements[-1].verdict == "pass"
+    assert all(j.verdict != "fail" for j in done.judgements)
+    metrics = {m.metric: m for m in done.judgements[-1].metrics}
+    assert metrics["disagreement"].high is not None  # the evidence's numbers are kept
     model = client.model("digits")
     assert model.stable == "v2" and model.table.weights == {"v2": 100}
     assert load["report"].summary()["failed"] == 0
@@ -386,9 +376,11 @@ def test_a_failing_canary_is_rolled_back_and_clients_never_see_it(controller):
     _, client, cluster = controller
     _ensure(client, "v1", "broken")
     with steady_load(cluster) as load:
-        client.rollout_start("digits", "broken", steps=[20, 100], step_wait_s=4, gates=LOOSE)
-        r = _wait_for_rollout(client, {"done", "rolled_back", "paused"})
+        client.rollout_start("digits", "broken", steps=[20, 100], gates=LOOSE, **FAST)
+        r = wait_for_rollout(client, {"done", "rolled_back", "paused"})
+    # Failed on the copies of stable's calls, before any user was sent to it.
     assert r.state == "rolled_back" and "error_rate" in r.reason, r
+    assert advanced_through(r) == [0] and "shadow stage" in r.reason
     assert client.model("digits").table.weights == {"v1": 100}
     assert client.model("digits").stable == "v1"
     assert load["report"].summary()["failed"] == 0  # the router's fallback answered
@@ -397,7 +389,9 @@ def test_a_failing_canary_is_rolled_back_and_clients_never_see_it(controller):
 def test_pause_resume_and_abort_through_the_api(controller):
     _, client, _ = controller
     _ensure(client, "v1", "v2")
-    client.rollout_start("digits", "v2", steps=[10, 100], step_wait_s=3600, gates=LOOSE)
+    client.rollout_start(
+        "digits", "v2", steps=[10, 100], shadow_stage=False, min_dwell_s=3600, gates=LOOSE
+    )
     paused = client.rollout_verb("digits", "pause")
     assert paused.state == "paused" and "paused by" in paused.reason
     with pytest.raises(AgentError) as info:
@@ -418,14 +412,13 @@ def test_a_rollout_survives_an_agent_restart(controller):
     agent, client, cluster = controller
     _ensure(client, "v1", "v2")
     with steady_load(cluster) as load:
-        client.rollout_start(
-            "digits", "v2", steps=[50, 100], step_wait_s=8, pair_fraction=0.5, gates=LOOSE
-        )
+        policy = {**FAST, "min_dwell_s": 8}
+        client.rollout_start("digits", "v2", steps=[50, 100], gates=LOOSE, **policy)
         assert agent.stop() == 0  # SIGTERM mid-step; the rollout is in DuckDB
         agent.start()
-        r = _wait_for_rollout(client, {"done", "rolled_back", "paused"})
+        r = wait_for_rollout(client, {"done", "rolled_back", "paused"})
     assert r.state == "done", r
-    assert [(j.weight, j.verdict) for j in r.judgements] == [(50, "pass"), (100, "pass")]
-    assert "drift" in {m.metric for m in r.judgements[0].metrics}
+    assert advanced_through(r) == [0, 50, 100]
+    assert "drift" in {m.metric for m in r.judgements[-1].metrics}
     assert client.model("digits").stable == "v2"
     assert load["report"].summary()["failed"] == 0  # Serve kept serving while the agent was down

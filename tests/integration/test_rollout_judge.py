@@ -18,7 +18,7 @@ from serve.spool import SpoolWriter
 from tests.records import make_record
 
 T0 = datetime.now(UTC) - timedelta(minutes=10)
-POLICY = RolloutPolicy(steps=[50, 100], step_wait_s=60, gates={"min_requests": 50, "min_pairs": 20})
+POLICY = RolloutPolicy(steps=[50, 100], gates={"min_requests": 50, "min_pairs": 20})
 
 
 def answer(label: int) -> str:
@@ -40,17 +40,25 @@ def log(store, tmp_path, records) -> None:
     ingest_once(store, tmp_path / "spool")
 
 
-def traffic(n: int, canary_fails: int = 0, disagree: int = 0, canary_ms: float = 10.0):
+def traffic(
+    n: int,
+    canary_fails: int = 0,
+    disagree: int = 0,
+    canary_ms: float = 10.0,
+    client_id: str | None = None,
+):
     """n calls each way, a second apart; the first `canary_fails` canary calls were answered
-    by the fallback (stable), and `disagree` of the canary's shadow pairs differ."""
+    by the fallback (stable), and `disagree` of the canary's shadow pairs differ. With
+    `client_id`, every call carries that one client-chosen request id."""
     out = []
     for i in range(n):
         ts = T0 + timedelta(seconds=i)
-        out.append(make_record(i, request_id=f"s-{i}", ts=ts, version="v1", total_ms=10.0 + i % 3))
+        rid = client_id or f"s-{i}"
+        out.append(make_record(i, request_id=rid, ts=ts, version="v1", total_ms=10.0 + i % 3))
         failed = i < canary_fails
         canary = make_record(
             i,
-            request_id=f"c-{i}",
+            request_id=client_id or f"c-{i}",
             ts=ts,
             version="v1" if failed else "v2",
             fallback_from="v2" if failed else None,
@@ -62,11 +70,11 @@ def traffic(n: int, canary_fails: int = 0, disagree: int = 0, canary_ms: float =
             out.append(
                 make_record(
                     i,
-                    request_id=f"c-{i}",
+                    request_id=client_id or f"c-{i}",
                     ts=ts,
                     role="shadow",
                     version="v1",
-                    primary_request_id=f"c-{i}",
+                    primary_request_id=client_id or f"c-{i}",
                     pair_id=canary.call_id,  # the router pairs by its own call id
                     output=answer(2 if i < disagree else 1),
                 )
@@ -80,12 +88,12 @@ def judged(store, now: datetime):
 
 
 def test_a_canary_like_stable_passes_every_metric(store, tmp_path):
-    log(store, tmp_path, traffic(300))
-    j = judged(store, T0 + timedelta(seconds=300))
-    assert j.verdict in ("pass", "marginal")  # 300 calls cannot prove <0.5% errors
+    log(store, tmp_path, traffic(600))
+    j = judged(store, T0 + timedelta(seconds=600))
+    assert j.verdict in ("pass", "marginal")  # 600 calls cannot prove <0.5% errors
     by = {m.metric: m for m in j.metrics}
     assert by["latency"].verdict == "pass" and by["disagreement"].verdict == "pass"
-    assert by["disagreement"].details["high_95"] < 0.02 and by["disagreement"].canary == 0
+    assert by["disagreement"].high < 0.02 and by["disagreement"].canary == 0
     assert by["error_rate"].canary == 0
 
 
@@ -108,3 +116,20 @@ def test_a_slower_canary_fails_latency(store, tmp_path):
     log(store, tmp_path, traffic(300, canary_ms=30.0))
     by = {m.metric: m for m in judged(store, T0 + timedelta(seconds=300)).metrics}
     assert by["latency"].verdict == "fail" and by["latency"].canary > by["latency"].stable
+
+
+def test_one_client_chosen_id_on_every_call_does_not_fool_the_pairing(store, tmp_path):
+    # Review finding: pairs were matched on x-request-id, which any client sets. 200 calls
+    # with one id made a canary that disagrees on 30% of labels pass; now pairs are the
+    # router's own call ids, so every call counts and every pair is the right one.
+    log(store, tmp_path, traffic(200, disagree=60, client_id="same-id"))
+    by = {m.metric: m for m in judged(store, T0 + timedelta(seconds=300)).metrics}
+    assert by["disagreement"].verdict == "fail"
+    assert by["disagreement"].canary == pytest.approx(60 / 200)
+    assert by["error_rate"].details["canary_n"] == 200  # one id, yet no call is dropped
+
+
+def test_a_good_canary_with_repeated_client_ids_is_not_failed(store, tmp_path):
+    log(store, tmp_path, traffic(600, client_id="retry-1"))
+    by = {m.metric: m for m in judged(store, T0 + timedelta(seconds=600)).metrics}
+    assert by["disagreement"].verdict == "pass" and by["disagreement"].canary == 0

@@ -166,3 +166,20 @@ def test_the_fleet_is_every_alive_ray_node():
         ("gpu-1", "10.0.0.1", True),
         ("gpu-2", "10.0.0.2", False),
     ]
+
+
+def test_a_missing_offline_metric_is_a_refusal_not_a_pass():
+    from agent.controller_rules import Blessing, check_blessing
+    from agent.errors import Conflict
+    from serve.model_config import BlessingRule
+
+    rules = {"accuracy": BlessingRule(higher_is_better=True, tolerance=0.01)}
+    check_blessing("digits", "v2", Blessing(rules, {"accuracy": 0.95}, {"accuracy": 0.955}, "v1"))
+    for candidate, stable, reason in (
+        ({}, {"accuracy": 0.95}, "v2 has no accuracy in its manifest"),
+        ({"accuracy": 0.99}, {}, "stable v1 has no accuracy to compare with"),
+        ({"accuracy": 0.90}, {"accuracy": 0.95}, "worse by 0.05"),
+    ):
+        with pytest.raises(Conflict) as info:
+            check_blessing("digits", "v2", Blessing(rules, candidate, stable, "v1"))
+        assert reason in info.value.message and "force" in info.value.message
