@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m scripts.demo
+	$(PY) -m scripts.demo $(ARGS)
 
 # A fleet on this machine: three Ray nodes, an agent each, the controller on the head.
 fleet: $(STAMP)

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from agent.client import AgentClient, AgentError
@@ -202,6 +203,145 @@ def rollback(client: AgentClient, args: argparse.Namespace) -> int:
 def retire(client: AgentClient, args: argparse.Namespace) -> int:
     """remove a version that has no traffic"""
     return _print_action(client.retire(args.model, args.version))
+
+
+@verb()
+def alerts(client: AgentClient, args: argparse.Namespace) -> int:
+    """alerts firing and pending, per rule and model version, and the latest changes"""
+    page = client.alerts()
+    rows = [
+        [
+            a.state,
+            a.rule,
+            f"{a.model}/{a.version}",
+            _num(a.value),
+            f"{a.threshold:g}",
+            a.since.strftime("%Y-%m-%d %H:%M:%S"),
+        ]
+        for a in [*page.firing, *page.pending]
+    ]
+    print(_table(rows, ["STATE", "RULE", "VERSION", "VALUE", "THRESHOLD", "SINCE (UTC)"]))
+    for e in page.history[:10]:
+        print(f"  {e.ts:%Y-%m-%d %H:%M:%S} {e.change}: {e.message}")
+    return 1 if page.firing else 0
+
+
+FEEDBACK_BATCH = 10_000  # records per request: the API's bound
+
+
+def feedback_records(path: Path) -> list[dict[str, Any]]:
+    """request_id and label (or value), optionally ts, from a CSV or Parquet file."""
+    import duckdb
+
+    reader = "read_parquet" if path.suffix.lower() in (".parquet", ".pq") else "read_csv_auto"
+    con = duckdb.connect()
+    try:
+        rel = con.sql(f"SELECT * FROM {reader}(?)", params=[str(path)])
+        columns = rel.columns
+        missing = {"request_id"} - set(columns)
+        if missing or not {"label", "value"} & set(columns):
+            raise SystemExit(
+                f"{path}: needs columns request_id and label (or value); has {columns}"
+            )
+        keep: list[str] = [c for c in ("request_id", "label", "value", "ts") if c in columns]
+        rows = rel.select(*keep).fetchall()
+    except duckdb.Error as exc:
+        raise SystemExit(f"cannot read {path}: {exc}") from exc
+    finally:
+        con.close()
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        record: dict[str, Any] = {k: v for k, v in zip(keep, row, strict=True) if v is not None}
+        record["request_id"] = str(record["request_id"])
+        if "ts" in record and not isinstance(record["ts"], str):
+            record["ts"] = record["ts"].isoformat()
+        out.append(record)
+    return out
+
+
+@verb(MODEL, arg("file", type=Path, help="CSV or Parquet: request_id, label or value, ts?"))
+def feedback(client: AgentClient, args: argparse.Namespace) -> int:
+    """send ground truth for logged predictions (the controller joins it fleet-wide)"""
+    records = feedback_records(args.file)
+    totals = {"received": 0, "joined": 0, "replaced": 0, "unknown": 0}
+    unknown: list[str] = []
+    rejected: list[str] = []
+    for start in range(0, len(records), FEEDBACK_BATCH):
+        result = client.feedback(args.model, records[start : start + FEEDBACK_BATCH])
+        for key in totals:
+            totals[key] += getattr(result, key)
+        unknown += result.unknown_ids
+        rejected += result.rejected
+    print(
+        f"{args.model}: {totals['received']} records, {totals['joined']} joined to their"
+        f" predictions ({totals['replaced']} replaced earlier truth), {totals['unknown']}"
+        " not in the request log" + (f" (e.g. {', '.join(unknown[:5])})" if unknown else "")
+    )
+    for reason in rejected[:10]:
+        print(f"  refused: {reason}")
+    return 0
+
+
+@verb(
+    MODEL,
+    arg("--version"),
+    arg("--since", help="RFC 3339 (default: 24 h ago)"),
+    arg("--until"),
+)
+def accuracy(client: AgentClient, args: argparse.Namespace) -> int:
+    """accuracy per version of the predictions whose truth has come, with label coverage"""
+    report = client.accuracy(args.model, args.version, args.since, args.until)
+    rows = [
+        [
+            v.version,
+            v.labelled,
+            "-" if v.calls is None else v.calls,
+            "-" if v.coverage is None else f"{v.coverage:.1%}",
+            "-" if v.accuracy is None else f"{v.accuracy:.2%}",
+            "-" if v.low is None or v.high is None else f"{v.low:.2%}..{v.high:.2%}",
+            _num(v.mae),
+            "-" if v.median_delay_s is None else f"{v.median_delay_s:.0f} s",
+        ]
+        for v in report.versions
+    ]
+    header = ["VERSION", "LABELLED", "CALLS", "COVERAGE", "ACCURACY", "95%", "MAE", "DELAY"]
+    window = f"{report.since:%Y-%m-%d %H:%M} to {report.until:%H:%M} UTC"
+    print(f"{report.model}, predictions from {window}")
+    print(_table(rows, header))
+    return 0
+
+
+@verb(
+    MODEL,
+    arg("--at", help="the instant, RFC 3339 (e.g. 2026-11-21T03:12:00Z; default: now)"),
+    arg("--limit", type=int, default=10, help="changes to list before it"),
+)
+def routing(client: AgentClient, args: argparse.Namespace) -> int:
+    """the routing table that served MODEL at an instant, who set it, and the changes before"""
+    history = client.routing_history(args.model, at=args.at, limit=args.limit)
+    at = f"{history.at:%Y-%m-%d %H:%M:%S} UTC"
+    now = history.in_force
+    if now is None:
+        print(f"{history.model} had no routing table yet at {at}")
+        return 1
+    print(
+        f"{history.model} at {at}: {_summary(now.table)} (route_version {now.route_version},"
+        f" since {now.since:%Y-%m-%d %H:%M:%S}, by {now.who or '-'}: {now.action or '-'}"
+        + (f", audit #{now.audit_id})" if now.audit_id is not None else ")")
+    )
+    rows = [
+        [
+            c.since.strftime("%Y-%m-%d %H:%M:%S"),
+            c.route_version,
+            c.who or "-",
+            c.action or "-",
+            "-" if c.audit_id is None else c.audit_id,
+            _summary(c.table),
+        ]
+        for c in history.changes
+    ]
+    print(_table(rows, ["SINCE (UTC)", "ROUTE", "WHO", "ACTION", "AUDIT", "TABLE"]))
+    return 0
 
 
 @verb(

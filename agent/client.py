@@ -22,9 +22,11 @@ from pydantic_core import to_jsonable_python
 
 from agent.defaults import DEFAULT_URL, TOKEN_FILE
 from agent.fleet_file import Fleet, HostEntry, load_fleet
+from agent.schemas.alerts import AlertsPage, AlertState
 from agent.schemas.audit import AuditEntry
 from agent.schemas.coverage import Coverage, MissingHost
 from agent.schemas.drift import DriftHistogram, DriftPoint, DriftReport, FeatureDrift
+from agent.schemas.feedback import AccuracyReport, FeedbackResult
 from agent.schemas.host import Health, HostInfo, LatencyPoint, ServeEvent
 from agent.schemas.models import (
     ActionResult,
@@ -36,6 +38,7 @@ from agent.schemas.models import (
 from agent.schemas.replay import ReplayItem, ReplayReport, ReplayRequest
 from agent.schemas.requests import RequestDetail, RequestPage, RequestRow
 from agent.schemas.rollouts import MetricVerdict, Rollout
+from agent.schemas.routing import RoutingChange, RoutingHistory
 from serve.config_file import ConfigError
 from serve.model_config import RolloutPolicy
 from serve.routing_table import RoutingTable, ShadowTarget
@@ -227,6 +230,11 @@ class _Calls:
         return _call(RequestDetail, "GET", f"/v1/requests/{quote(request_id, safe='')}")
 
     @staticmethod
+    def routing_history(model: str, at: When = None, limit: int = 20) -> Call[RoutingHistory]:
+        params = {"model": model, "at": at, "limit": limit}
+        return _call(RoutingHistory, "GET", "/v1/routing/history", params=params)
+
+    @staticmethod
     def audit(since: When = None, limit: int = 100) -> Call[list[AuditEntry]]:
         params = {"since": since, "limit": limit}
         return _call(list[AuditEntry], "GET", "/v1/audit", params=params)
@@ -272,6 +280,32 @@ class _Calls:
             model=model, version=version, request_ids=request_ids, tolerance=tolerance
         )
         return _call(ReplayReport, "POST", "/v1/replay", json=body.model_dump())
+
+    @staticmethod
+    def alerts() -> Call[AlertsPage]:
+        return _call(AlertsPage, "GET", "/v1/alerts")
+
+    @staticmethod
+    def feedback(model: str, records: list[dict[str, Any]]) -> Call[FeedbackResult]:
+        body = {"model": model, "records": records}
+        return _call(FeedbackResult, "POST", "/v1/feedback", json=to_jsonable_python(body))
+
+    @staticmethod
+    def accuracy(
+        model: str,
+        version: str | None = None,
+        since: When = None,
+        until: When = None,
+        buckets: int = 12,
+    ) -> Call[AccuracyReport]:
+        params = {
+            "model": model,
+            "version": version,
+            "since": since,
+            "until": until,
+            "buckets": buckets,
+        }
+        return _call(AccuracyReport, "GET", "/v1/accuracy", params=params)
 
     @staticmethod
     def replay_report(job_id: str) -> Call[ReplayReport]:
@@ -427,6 +461,10 @@ class AgentClient:
     def audit(self, since: When = None, limit: int = 100) -> list[AuditEntry]:
         return self.send(_Calls.audit(since, limit))
 
+    def routing_history(self, model: str, at: When = None, limit: int = 20) -> RoutingHistory:
+        """The routing table in force at `at` (default: now), and the changes before it."""
+        return self.send(_Calls.routing_history(model, at, limit))
+
     def drift(
         self, model: str, version: str | None = None, since: When = None, until: When = None
     ) -> DriftReport:
@@ -462,6 +500,25 @@ class AgentClient:
 
     def replay_report(self, job_id: str) -> ReplayReport:
         return self.send(_Calls.replay_report(job_id))
+
+    def alerts(self) -> AlertsPage:
+        """Firing and pending alerts, and the latest changes."""
+        return self.send(_Calls.alerts())
+
+    def feedback(self, model: str, records: list[dict[str, Any]]) -> FeedbackResult:
+        """Ground truth for logged predictions: `{request_id, label | value, ts?}` each."""
+        return self.send(_Calls.feedback(model, records))
+
+    def accuracy(
+        self,
+        model: str,
+        version: str | None = None,
+        since: When = None,
+        until: When = None,
+        buckets: int = 12,
+    ) -> AccuracyReport:
+        """Accuracy per version of the predictions made in the window (default: 24 h)."""
+        return self.send(_Calls.accuracy(model, version, since, until, buckets))
 
     def replays(self, limit: int = 20) -> list[ReplayReport]:
         return self.send(_Calls.replays(limit))
@@ -584,6 +641,9 @@ class AsyncAgentClient:
     async def audit(self, since: When = None, limit: int = 100) -> list[AuditEntry]:
         return await self.send(_Calls.audit(since, limit))
 
+    async def routing_history(self, model: str, at: When = None, limit: int = 20) -> RoutingHistory:
+        return await self.send(_Calls.routing_history(model, at, limit))
+
     async def drift(
         self, model: str, version: str | None = None, since: When = None, until: When = None
     ) -> DriftReport:
@@ -618,6 +678,19 @@ class AsyncAgentClient:
     async def replay_report(self, job_id: str) -> ReplayReport:
         return await self.send(_Calls.replay_report(job_id))
 
+    async def alerts(self) -> AlertsPage:
+        return await self.send(_Calls.alerts())
+
+    async def accuracy(
+        self,
+        model: str,
+        version: str | None = None,
+        since: When = None,
+        until: When = None,
+        buckets: int = 12,
+    ) -> AccuracyReport:
+        return await self.send(_Calls.accuracy(model, version, since, until, buckets))
+
     async def replays(self, limit: int = 20) -> list[ReplayReport]:
         return await self.send(_Calls.replays(limit))
 
@@ -637,9 +710,12 @@ class AsyncAgentClient:
 # The API's typed bodies travel with the client: the console imports them from here.
 __all__ = [
     "DEFAULT_URL",
+    "AccuracyReport",
     "ActionResult",
     "AgentClient",
     "AgentError",
+    "AlertState",
+    "AlertsPage",
     "AsyncAgentClient",
     "AuditEntry",
     "ConfigError",
@@ -648,6 +724,7 @@ __all__ = [
     "DriftPoint",
     "DriftReport",
     "FeatureDrift",
+    "FeedbackResult",
     "Fleet",
     "HostEntry",
     "HostInfo",
@@ -664,6 +741,8 @@ __all__ = [
     "RequestRow",
     "Rollout",
     "RolloutPolicy",
+    "RoutingChange",
+    "RoutingHistory",
     "RoutingTable",
     "ServeEvent",
     "load_fleet",

@@ -70,6 +70,8 @@ class ControllerSettings(_Strict):
     apply_timeout_s: float = Field(120, gt=0)
     # How long an action waits for a version Serve is redeploying before refusing.
     settle_s: float = Field(15, ge=0, le=600)
+    # How often the models' [[alerts]] rules are evaluated.
+    alert_interval_s: float = Field(15, ge=1, le=3600)
 
 
 class FleetSettings(_Strict):

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,12 @@ from agent.answer_check import check_answers
 from agent.controller_rules import Blessing, ModelState, Plan
 from agent.deployer import DeployError, wait_until_running
 from agent.errors import ApiError, Conflict, NotFound
+from agent.request_log import DriftSource
 from agent.schemas.models import ActionResult, ModelStatus, VersionStatus
+from agent.schemas.routing import RoutingChange, RoutingHistory
 from agent.serve_api import ServeAPI, ServeAPIError
 from agent.serve_status import ServeStatus, diagnose
-from agent.store import Store
+from agent.store import Store, naive_utc
 from serve.manifest import Manifest
 from serve.model_config import ModelConfig
 from serve.model_store import ModelStore, StoreError
@@ -126,6 +129,31 @@ class Controller:
         self.store.put_state(f"route_seq:{model}", number)
         return number
 
+    def routing_history(self, model: str, at: datetime, limit: int) -> RoutingHistory:
+        """The tables `model` was given up to `at`, newest first: the first is in force."""
+        self.state(model)  # an unknown model is a 404
+        rows = self.store.query(
+            """
+            SELECT h.route_version, h.ts AS since, h."table", h.who, h.action,
+                   (SELECT min(a.id) FROM audit a
+                     WHERE a.model = h.model AND a.result = 'ok'
+                       AND TRY_CAST(json_extract_string(a.after, '$.route_version') AS BIGINT)
+                           = h.route_version) AS audit_id
+            FROM routing_history h
+            WHERE h.model = ? AND h.ts <= ?
+            ORDER BY h.ts DESC, h.route_version DESC
+            LIMIT ?
+            """,
+            [model, naive_utc(at), limit],
+        )
+        changes = [
+            RoutingChange(**{**r, "table": RoutingTable.model_validate_json(r["table"])})
+            for r in rows
+        ]
+        return RoutingHistory(
+            model=model, at=at, in_force=changes[0] if changes else None, changes=changes
+        )
+
     def routing_table(self, model: str, route_version: int) -> RoutingTable | None:
         rows = self.store.query(
             'SELECT "table" FROM routing_history WHERE model = ? AND route_version = ?',
@@ -218,6 +246,17 @@ class Controller:
         return done
 
     # -- helpers -----------------------------------------------------------------------------
+    def drift_source(self, model: str, version: str) -> DriftSource | None:
+        """A version's reference sample, for drift against it (None: it has none)."""
+        try:
+            manifest = self.model_store.manifest(model, version)
+            reference = self.model_store.reference_path(model, version)
+        except StoreError:
+            return None
+        if reference is None or not reference.is_file():
+            return None
+        return DriftSource(model, version, reference, list(manifest.input.features))
+
     def _stored_manifest(self, model: str, version: str) -> Manifest:
         """Versions are immutable, so a manifest read once is kept (status is polled often)."""
         key = (model, version)

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from agent.alerts import Alerts
 from agent.api import create_app
 from agent.api.context import AgentContext
 from agent.api.server import Server, server
@@ -26,6 +27,7 @@ from agent.collectors.host import HostCollector
 from agent.collectors.serve_state import ServeCollector
 from agent.config import AgentConfig, load_agent_config
 from agent.controller import Controller
+from agent.feedback import FeedbackBook
 from agent.fleet_file import load_fleet
 from agent.fleet_log import FleetRequestLog, Peer
 from agent.ingest import IngestWriteError, clean_bad, ingest_once
@@ -121,7 +123,7 @@ class Agent:
         self.fleet: FleetRequestLog | None = None
         self.serve_api: ServeAPI | None = None
         self.controller: Controller | None = None
-        rollouts = replayer = None
+        rollouts = replayer = feedback = alerts = None
         fleet_token = read_secret(config.fleet_token_path)
         if config.controller.enabled:
             self.controller = self._make_controller()
@@ -133,6 +135,8 @@ class Agent:
                 )
                 self.requests = self.fleet
             rollouts = Rollouts(self.store, self.controller, self.requests)
+            feedback = FeedbackBook(self.store, self.requests, set(self.controller.models))
+            alerts = Alerts(self.store, self.controller, self.requests, feedback, rollouts)
             replayer = Replayer(
                 self.store,
                 self.requests,
@@ -150,6 +154,8 @@ class Agent:
             controller=self.controller,
             replayer=replayer,
             rollouts=rollouts,
+            feedback=feedback,
+            alerts=alerts,
         )
         self.tasks: list[asyncio.Task[None]] = []
         self.server: Server | None = None
@@ -224,6 +230,7 @@ class Agent:
         except IngestWriteError:
             self.ingest_failures += 1
             raise
+        self.ctx.traffic.observe(result.traffic)
         if result.rows_read:
             log.debug("ingested %d rows from %d files", result.rows_inserted, result.files)
 
@@ -253,6 +260,10 @@ class Agent:
     async def _rollouts(self) -> None:
         if self.ctx.rollouts is not None and self.collectors.get("controller") == "ok":
             await self.ctx.rollouts.tick()
+
+    async def _alerts(self) -> None:
+        if self.ctx.alerts is not None and self.collectors.get("controller") == "ok":
+            await self.ctx.alerts.tick()
 
     async def _bootstrap_controller(self) -> None:
         """Apply the desired Serve state; retried until Ray answers."""
@@ -285,6 +296,8 @@ class Agent:
             )
             self.tasks.append(spawn(self._bootstrap_controller()))
             self.tasks.append(spawn(self._every("rollouts", 2.0, self._rollouts)))
+            every = self.config.controller.alert_interval_s
+            self.tasks.append(spawn(self._every("alerts", every, self._alerts)))
             self.tasks.append(spawn(self._every("reconcile", 5.0, self._reconcile)))
             if self.fleet is not None and self.config.fleet.from_ray:
                 every = self.config.fleet.refresh_s

@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from agent.store import REQUEST_COLUMNS, Store
+from agent.traffic_metrics import TRAFFIC_SQL, TrafficCount, traffic_counts
 
 log = logging.getLogger("trackside.agent.ingest")
 MAX_FILES_PER_BATCH = 2000
@@ -42,6 +43,7 @@ class IngestResult:
     seconds: float
     folded: int = 0  # calls folded into the summaries
     fold_seconds: float = 0.0
+    traffic: list[TrafficCount] = field(default_factory=list)  # what was stored, for /metrics
 
 
 @dataclass
@@ -88,7 +90,7 @@ def pending_files(spool: Path, skip: set[str] | None = None) -> list[Path]:
     )
 
 
-def _insert(store: Store, files: list[Path]) -> tuple[int, int, int, float]:
+def _insert(store: Store, files: list[Path]) -> tuple[int, int, int, float, list[TrafficCount]]:
     select = ", ".join(f'"{c}"::{t} AS "{c}"' for c, t in REQUEST_COLUMNS.items())
     names = [str(f) for f in files]
     columns = ", ".join(f'"{c}"' for c in REQUEST_COLUMNS)
@@ -116,8 +118,9 @@ def _insert(store: Store, files: list[Path]) -> tuple[int, int, int, float]:
         t0 = time.perf_counter()
         folded = store.summaries.fold(cur, "batch")
         fold_s = time.perf_counter() - t0
+        traffic = traffic_counts(cur.execute(TRAFFIC_SQL.format(table="batch")).fetchall())
         cur.execute("DROP TABLE batch")
-    return int(read), int(inserted), folded, fold_s
+    return int(read), int(inserted), folded, fold_s, traffic
 
 
 def _unreadable(store: Store, path: Path) -> str | None:
@@ -138,7 +141,7 @@ def ingest_once(store: Store, spool: Path, delete: bool = True) -> IngestResult:
         return IngestResult(0, 0, 0, 0, 0.0)
     quarantined = 0
     try:
-        read, inserted, folded, fold_s = _insert(store, files)
+        read, inserted, folded, fold_s, traffic = _insert(store, files)
     except duckdb.Error as first:
         # Either a file DuckDB cannot read, or a write that failed: reading each file alone
         # tells them apart without writing anything.
@@ -157,7 +160,9 @@ def ingest_once(store: Store, spool: Path, delete: bool = True) -> IngestResult:
             ) from first
         files = good
         try:
-            read, inserted, folded, fold_s = _insert(store, files) if files else (0, 0, 0, 0.0)
+            read, inserted, folded, fold_s, traffic = (
+                _insert(store, files) if files else (0, 0, 0, 0.0, [])
+            )
         except duckdb.Error as second:
             raise IngestWriteError(
                 f"could not store {len(files)} spool files: {second}; they stay in {spool}"
@@ -166,7 +171,7 @@ def ingest_once(store: Store, spool: Path, delete: bool = True) -> IngestResult:
         for f in files:
             f.unlink(missing_ok=True)
     seconds = time.perf_counter() - started
-    return IngestResult(len(files), read, inserted, quarantined, seconds, folded, fold_s)
+    return IngestResult(len(files), read, inserted, quarantined, seconds, folded, fold_s, traffic)
 
 
 def bad_files(spool: Path) -> tuple[int, int]:

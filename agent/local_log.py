@@ -108,7 +108,7 @@ class LocalRequestLog:
     ) -> list[Original]:
         self._answered(coverage)
         rows = self.store.query(
-            "SELECT request_id, version, sha256, input, output FROM requests"
+            "SELECT request_id, version, sha256, input, output, ts FROM requests"
             " WHERE role = 'primary' AND model = ? AND list_contains(?, request_id)"
             " QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY ts) = 1",
             [model, request_ids],

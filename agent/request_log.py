@@ -85,6 +85,7 @@ class Original:
     sha256: str | None
     input: str | None
     output: str | None
+    ts: datetime | None = None  # when it was answered (naive UTC)
 
 
 FeatureCounts = dict[tuple[int, int], tuple["np.ndarray", "np.ndarray"]]

@@ -42,7 +42,6 @@ from agent.rollout_machine import (
 from agent.schemas.rollouts import FINISHED, Judgement, Rollout
 from agent.store import Store
 from serve.model_config import RolloutPolicy
-from serve.model_store import StoreError
 from serve.routing_table import ShadowTarget, TrafficSplit
 
 log = logging.getLogger("trackside.rollouts")
@@ -187,14 +186,7 @@ class Rollouts:
 
     def _reference(self, r: Rollout) -> DriftSource | None:
         """The canary's reference sample, for the judge's drift metric (None: it has none)."""
-        try:
-            manifest = self.ctl.model_store.manifest(r.model, r.canary)
-            reference = self.ctl.model_store.reference_path(r.model, r.canary)
-        except StoreError:
-            return None
-        if reference is None or not reference.is_file():
-            return None
-        return DriftSource(r.model, r.canary, reference, list(manifest.input.features))
+        return self.ctl.drift_source(r.model, r.canary)
 
     # -- applying -----------------------------------------------------------------------------
     async def _apply(self, r: Rollout, action: Action, if_route_version: int | None = None) -> None:

@@ -78,6 +78,7 @@ SERVE_COLUMNS = {
     "message": "VARCHAR",
     "problem": "VARCHAR",
     "replicas": "VARCHAR",
+    "replica_ids": "VARCHAR",  # JSON list: a replaced replica shows even if the counts do not
 }
 # Numeric host/GPU columns kept as 1-minute aggregates after the raw retention.
 HOST_ROLLUP = [
@@ -125,6 +126,11 @@ CREATE TABLE IF NOT EXISTS kv (key VARCHAR PRIMARY KEY, value VARCHAR, updated T
 -- Every routing table a model was given, numbered: what served a call, and when.
 CREATE TABLE IF NOT EXISTS routing_history (model VARCHAR, route_version BIGINT, ts TIMESTAMP,
     "table" VARCHAR, who VARCHAR, action VARCHAR, PRIMARY KEY (model, route_version));
+-- Ground truth joined to the call it answers (agent/feedback.py): ts is the prediction's.
+CREATE TABLE IF NOT EXISTS feedback (model VARCHAR, request_id VARCHAR, version VARCHAR,
+    ts TIMESTAMP, predicted VARCHAR, truth VARCHAR, value DOUBLE, correct BOOLEAN,
+    abs_error DOUBLE, truth_at TIMESTAMP, received_at TIMESTAMP,
+    PRIMARY KEY (model, request_id));
 """
     + SUMMARY_SCHEMA
 )
@@ -171,6 +177,7 @@ class Store:
         self._drop_request_key()
         self._add_columns("requests", REQUEST_COLUMNS)
         self._add_columns("gpu_samples", GPU_COLUMNS)
+        self._add_columns("serve_samples", SERVE_COLUMNS)
         self.summaries = Summaries(ModelStore(model_store) if model_store else None)
 
     def _add_columns(self, table: str, columns: dict[str, str]) -> None:
@@ -343,6 +350,7 @@ class Store:
                 ("host_rollup", now - timedelta(days=rollup_days)),
                 ("gpu_rollup", now - timedelta(days=rollup_days)),
                 ("requests", now - timedelta(days=requests_days)),
+                ("feedback", summary_cut),  # small, and accuracy over time reads it
             ):
                 column = "minute" if table in SUMMARY_TABLES else "ts"
                 deleted = cur.execute(f"DELETE FROM {table} WHERE {column} < ?", [cut]).fetchall()

@@ -46,6 +46,7 @@ ACTIONS: tuple[ConsoleAction, ...] = (
     _show("requests", "r", "Requests", "the request log, details, replay", "model", "version"),
     _show("drift", "d", "Drift", "per-feature drift of a version", "model", "version"),
     _show("rollout", "o", "Rollout", "the progressive rollout and its judge", "model"),
+    _show("alerts", "l", "Alerts", "alerts firing and pending, and their history"),
     _show("audit", "a", "Audit", "every action: who, when, before → after", "model"),
     ConsoleAction(
         "traffic",

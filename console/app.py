@@ -21,6 +21,7 @@ from textual.widgets import DataTable
 
 from console import actions
 from console.poller import HostSnapshot, poll_forever
+from console.screens.alerts import AlertsScreen
 from console.screens.audit import AuditScreen
 from console.screens.base import ConsoleScreen
 from console.screens.drift import DriftScreen
@@ -38,6 +39,7 @@ SCREENS: tuple[type[ConsoleScreen], ...] = (
     RequestsScreen,
     DriftScreen,
     RolloutScreen,
+    AlertsScreen,
     AuditScreen,
 )
 
@@ -145,12 +147,23 @@ class TracksideConsole(App[None]):
             return
         if screen.is_mounted:
             screen.show()
+        self.sub_title = self.banner()
         # Recomputing the footer costs ~70 ms: only when what actions allow has changed.
         ctl = self.state.controller()
         signature = (ctl.name, tuple(ctl.paths)) if ctl else None
         if signature != self._bindings_signature:
             self._bindings_signature = signature
             self.refresh_bindings()
+
+    def banner(self) -> str:
+        """The header's line: read-only, and any alert firing, wherever the operator is."""
+        parts = ["read-only"] if self.state.readonly else []
+        page = self.state.alerts()
+        if page is not None and page.firing:
+            first = page.firing[0]
+            more = f" (+{len(page.firing) - 1} more, l lists them)" if len(page.firing) > 1 else ""
+            parts.append(f"⚠ ALERT {first.rule} on {first.model}/{first.version}{more}")
+        return " · ".join(parts)
 
     def action_show(self, name: str, *args: str) -> None:
         if isinstance(self.screen, ModalScreen):

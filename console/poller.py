@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent.client import AgentError, AsyncAgentClient, HostInfo, LatencyPoint, ModelStatus
+from agent.client import (
+    AgentError,
+    AlertsPage,
+    AsyncAgentClient,
+    HostInfo,
+    LatencyPoint,
+    ModelStatus,
+)
 from console.sources import HostSource
 from console.ssh import TunnelError
 
@@ -40,6 +47,7 @@ class HostSnapshot:
     gpu_history: dict[str, list[float]] = field(default_factory=dict)  # uuid → util history
     models: list[ModelStatus] | None = None  # controller only
     latency: list[LatencyPoint] = field(default_factory=list)
+    alerts: AlertsPage | None = None  # controller only: what fires (the banner)
     paths: list[str] = field(default_factory=list)
 
     def offers(self, path: str) -> bool:
@@ -58,11 +66,14 @@ async def fetch(client: AsyncAgentClient, previous: HostSnapshot, paths: list[st
     )
     models: list[ModelStatus] | None = None
     latency: list[LatencyPoint] = []
+    alerts: AlertsPage | None = None
     if info.role == "controller":
         lat_since = (now - timedelta(seconds=60)).isoformat()
         models, latency = await asyncio.gather(
             client.models(), client.latency(since=lat_since, step=60)
         )
+        if "/v1/alerts" in paths:  # an older agent has none
+            alerts = await client.alerts()
     per_gpu: dict[str, list[float]] = {}
     for row in gpu_history:
         per_gpu.setdefault(row["uuid"], []).append(row.get("util_gpu") or 0.0)
@@ -80,6 +91,7 @@ async def fetch(client: AsyncAgentClient, previous: HostSnapshot, paths: list[st
         gpu_history={k: v[-HISTORY_POINTS:] for k, v in per_gpu.items()},
         models=models,
         latency=latency,
+        alerts=alerts,
         paths=paths,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.client import AsyncAgentClient, ModelStatus
+from agent.client import AlertsPage, AsyncAgentClient, ModelStatus
 from console.poller import HostSnapshot
 from console.sources import HostSource
 
@@ -36,6 +36,10 @@ class ConsoleState:
     def models(self) -> list[ModelStatus]:
         ctl = self.controller()
         return list(ctl.models or []) if ctl else []
+
+    def alerts(self) -> AlertsPage | None:
+        ctl = self.controller()
+        return ctl.alerts if ctl else None
 
     def model(self, name: str) -> ModelStatus | None:
         return next((m for m in self.models() if m.model == name), None)

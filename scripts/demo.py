@@ -4,6 +4,12 @@ Trains the demo models if needed, starts a local Ray head node (loopback only), 
 the controller role (which deploys digits/v1 behind the router), deploys digits/v2 and splits
 traffic 90/10, runs a small steady load, and opens the console on it. Quitting the console
 (q) stops all of it, in reverse order.
+
+The load tells a story: its true labels reach the controller's /v1/feedback a few seconds
+after each call (accuracy per version), and after `drift_after_s` its inputs shift (noise on
+every pixel): drift shows on the Drift screen, accuracy falls, and the model's alerts fire and
+run their hook (`scripts/alert_hook.py` appends a line to .trackside/alerts.log).
+`--headless --duration 90` does the same without the console and prints a summary.
 """
 
 from __future__ import annotations
@@ -15,19 +21,22 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.client import AgentClient, AgentError
 from agent.defaults import DEFAULT_PORT
+from scripts.alert_hook import ALERT_LOG_ENV
 from serve.config_file import ConfigError, load_toml
 from serve.local_cluster import LocalCluster
 from serve.model_store import ModelStore
 from serve.ray_token import token_auth_env
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / ".trackside"
+# The demo's data folder (tests give it another, with other ports in their demo config).
+DATA = Path(os.environ.get("TRACKSIDE_DEMO_DATA", ROOT / ".trackside"))
 
 
 class _Section(BaseModel):
@@ -52,6 +61,9 @@ class ModelsSection(_Section):
 class DemoSection(_Section):
     agent_port: int = DEFAULT_PORT
     load_rps: float = 5
+    drift_after_s: float = 45  # then the load's inputs shift
+    truth_delay_s: float = 5  # the load's true labels reach /v1/feedback this much later
+    alert_interval_s: float = 5  # the controller evaluates the alerts this often
 
 
 class DemoConfig(_Section):
@@ -80,6 +92,7 @@ def start_agent(ray: LocalCluster, config: DemoConfig) -> subprocess.Popen:
         f'data_dir = "{DATA}"\n[api]\nport = {config.demo.agent_port}\n'
         f'[controller]\nenabled = true\ndashboard = "{ray.dashboard_url}"\n'
         f"serve_port = {ray.ports['serve_http']}\nmodels = [{models}]\n"
+        f"alert_interval_s = {config.demo.alert_interval_s}\n"
         f'[model_store]\npath = "{ROOT / config.model_store.path}"\n'
     )
     log = open(DATA / "agent.log", "ab")  # noqa: SIM115 - the child keeps writing to it
@@ -88,7 +101,8 @@ def start_agent(ray: LocalCluster, config: DemoConfig) -> subprocess.Popen:
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
-        env={**os.environ, **ray.env},
+        # The demo's alert hook (scripts/alert_hook.py) writes where the demo looks.
+        env={**os.environ, **ray.env, ALERT_LOG_ENV: str(DATA / "alerts.log")},
     )
 
 
@@ -121,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=ROOT / "configs/demo.toml")
     parser.add_argument("--no-wait", action="store_true", help="stop once it runs (smoke test)")
     parser.add_argument("--no-console", action="store_true", help="wait for Ctrl-C instead")
+    parser.add_argument(
+        "--headless", action="store_true", help="no console: run --duration s, print a summary"
+    )
+    parser.add_argument("--duration", type=float, default=90, help="seconds, with --headless")
     args = parser.parse_args(argv)
     try:
         config = load_toml(args.config, DemoConfig, "demo config")
@@ -172,6 +190,14 @@ def main(argv: list[str] | None = None) -> int:
                 "86400",
                 "--users",
                 "500",
+                "--drift-after",
+                str(config.demo.drift_after_s),
+                "--truth",
+                url,
+                "--truth-token-file",
+                str(DATA / "agent.token"),
+                "--truth-delay",
+                str(config.demo.truth_delay_s),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -191,6 +217,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.no_wait:
             return 0
+        if args.headless:
+            began = datetime.now(UTC)
+            shift = config.demo.drift_after_s
+            print(f"running for {args.duration:g} s; the inputs shift after {shift:g} s")
+            time.sleep(args.duration)
+            print(headless_summary(client, began))
+            return 0
         if sys.stdin.isatty() and sys.stdout.isatty() and not args.no_console:
             from console.app import TracksideConsole
             from console.sources import LocalSource
@@ -209,6 +242,32 @@ def main(argv: list[str] | None = None) -> int:
         stop(agent, "agent")
         print("stopping Ray ...")
         cluster.stop()
+
+
+def headless_summary(client: AgentClient, since: datetime) -> str:
+    """What happened: requests per version, drifted features, accuracy, alerts and hooks."""
+    lines = ["", "summary"]
+    accuracy = client.accuracy("digits", since=since).versions
+    calls = {v.version: v.calls for v in accuracy}
+    lines.append("  requests: " + ", ".join(f"{v} {n}" for v, n in sorted(calls.items())))
+    for version in sorted(calls):
+        report = client.drift("digits", version, since=since)
+        drifted = [f.feature for f in report.features if f.drifted]
+        lines.append(
+            f"  drift of {version}: {len(drifted)} of {len(report.features)} features drifted"
+        )
+    for v in accuracy:
+        right = "-" if v.accuracy is None else f"{v.accuracy:.1%}"
+        lines.append(f"  accuracy of {v.version}: {right} on {v.labelled} labelled calls")
+    page = client.alerts()
+    fired = [e for e in page.history if e.change == "firing"]
+    lines.append(f"  alerts fired: {len(fired)}")
+    lines += [f"    {e.ts:%H:%M:%S} {e.message}" for e in reversed(fired)]
+    hook_log = DATA / "alerts.log"
+    hooks = hook_log.read_text().splitlines() if hook_log.exists() else []
+    ran = [h for h in hooks if h >= since.strftime("%Y-%m-%dT%H:%M:%S")]
+    lines.append(f"  hooks run: {len(ran)} (lines in {hook_log})")
+    return "\n".join(lines)
 
 
 def _health(url: str) -> bool:

@@ -16,25 +16,78 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import numpy as np
 
 DIGIT_ROWS: list[list[float]] | None = None
+DIGIT_LABELS: list[int] | None = None
 
 
 def digit_rows() -> list[list[float]]:
     """Real digits from scikit-learn's bundled data when it is installed, else noise."""
-    global DIGIT_ROWS
+    global DIGIT_ROWS, DIGIT_LABELS
     if DIGIT_ROWS is None:
         try:
             from sklearn.datasets import load_digits
 
-            DIGIT_ROWS = load_digits().data[:300].tolist()
+            digits = load_digits()
+            DIGIT_ROWS = digits.data[:300].tolist()
+            DIGIT_LABELS = [int(y) for y in digits.target[:300]]
         except ImportError:
             rng = np.random.default_rng(0)
             DIGIT_ROWS = rng.integers(0, 17, size=(300, 64)).astype(float).tolist()
     return DIGIT_ROWS
+
+
+def digit_labels() -> list[int] | None:
+    """The true digit of each of digit_rows() (None: the rows are noise)."""
+    digit_rows()
+    return DIGIT_LABELS
+
+
+def shifted(row: list[float], rng: random.Random) -> list[float]:
+    """The drift switch: a dirtier sensor, noise on every pixel (digits' pixels are 0..16)."""
+    return [min(16.0, v + rng.uniform(0, 9)) for v in row]
+
+
+class TruthSender:
+    """Each call's true label, POSTed to the controller's /v1/feedback `delay_s` after the
+    call, as a labelling pipeline would (batched once a second)."""
+
+    def __init__(self, url: str, token: str, model: str, delay_s: float) -> None:
+        self.url = url.rstrip("/") + "/v1/feedback"
+        self.headers = {"authorization": f"Bearer {token}"}
+        self.model = model
+        self.delay_s = delay_s
+        self.waiting: list[tuple[float, str, int]] = []  # (sent at, request id, label)
+        self.sent = 0
+        self.joined = 0
+
+    def note(self, request_id: str, label: int) -> None:
+        self.waiting.append((time.time(), request_id, label))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            while not (stop.is_set() and not self.waiting):
+                await asyncio.sleep(1)
+                due = time.time() - (0 if stop.is_set() else self.delay_s)
+                ready = [w for w in self.waiting if w[0] <= due][:10_000]
+                if not ready:
+                    continue
+                self.waiting = self.waiting[len(ready) :]
+                records = [{"request_id": rid, "label": label} for _, rid, label in ready]
+                body = {"model": self.model, "records": records}
+                try:
+                    async with session.post(self.url, json=body, headers=self.headers) as r:
+                        if r.status == 200:
+                            self.joined += (await r.json())["joined"]
+                except (aiohttp.ClientError, TimeoutError):
+                    pass  # the labels of that second are lost, as a flaky pipeline's would be
+                self.sent += len(records)
+                if stop.is_set():
+                    return
 
 
 @dataclass
@@ -131,12 +184,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rps", type=float, default=10)
     parser.add_argument("--duration", type=float, default=60, help="seconds (bounded)")
     parser.add_argument("--users", type=int, default=0, help="sticky keys to spread over")
+    parser.add_argument(
+        "--drift-after", type=float, help="seconds: then noise is added to every pixel"
+    )
+    parser.add_argument("--truth", help="an agent's URL: send each call's true label to it")
+    parser.add_argument("--truth-token-file", type=Path, help="its token (default: the demo's)")
+    parser.add_argument("--truth-delay", type=float, default=10, help="seconds after the call")
+    parser.add_argument("--model", default="digits")
     args = parser.parse_args(argv)
     headers = None
     if args.users:
         headers = lambda i: {"x-trackside-key": f"user-{random.randrange(args.users)}"}  # noqa: E731
-    report = asyncio.run(run_load(args.url, args.rps, args.duration, headers=headers))
-    print(json.dumps(report.summary()))
+    rows, labels = digit_rows(), digit_labels()
+    prefix = f"load-{uuid.uuid4().hex[:8]}"
+    truth = None
+    if args.truth and labels is not None:
+        token_file = args.truth_token_file or Path(".trackside/agent.token")
+        truth = TruthSender(
+            args.truth, token_file.read_text().strip(), args.model, args.truth_delay
+        )
+    started = time.time()
+    noise = random.Random(7)
+
+    def body(i: int) -> dict:
+        row = rows[i % len(rows)]
+        if args.drift_after is not None and time.time() - started >= args.drift_after:
+            row = shifted(row, noise)
+        if truth is not None and labels is not None:
+            truth.note(f"{prefix}-{i}", labels[i % len(labels)])
+        return {"instances": [row]}
+
+    async def run() -> LoadReport:
+        stop = asyncio.Event()
+        sender = asyncio.create_task(truth.run(stop)) if truth else None
+        report = await run_load(
+            args.url, args.rps, args.duration, headers=headers, body=body, request_id_prefix=prefix
+        )
+        stop.set()
+        if sender is not None:
+            await sender
+        return report
+
+    report = asyncio.run(run())
+    summary = report.summary()
+    if truth is not None:
+        summary.update(truth_sent=truth.sent, truth_joined=truth.joined)
+    print(json.dumps(summary))
     return 0
 
 

@@ -216,6 +216,48 @@ class RolloutPolicy(_Strict):
         return ([0] if self.shadow_stage else []) + list(self.steps)
 
 
+class WebhookAction(_Strict):
+    """POST the alert's JSON payload (agent/alerts.py documents it); retried with backoff."""
+
+    webhook: Annotated[str, Field(pattern=r"^https?://", max_length=2000)]
+    timeout_s: float = Field(5.0, gt=0, le=300)
+    retries: Annotated[int, Field(ge=0, le=10), INTEGRAL] = 3
+
+
+class CommandAction(_Strict):
+    """Run an argv (no shell) with the payload on stdin, e.g. a retraining trigger."""
+
+    command: list[str] = Field(min_length=1)
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+
+
+class RolloutAction(_Strict):
+    """Pause the model's running rollout, or roll the model back to its previous stable."""
+
+    rollout: Literal["pause", "rollback"]
+
+
+AlertAction = WebhookAction | CommandAction | RolloutAction
+AlertKind = Literal["error_rate", "p99_ms", "accuracy", "accuracy_drop", "drifted_share"]
+
+
+class AlertRule(_Strict):
+    """A condition on each version of the model, over the last `window_s`: above `threshold`
+    (below it, for `accuracy`), held for `for_s`, fires; `accuracy_drop` is the offline
+    accuracy (the manifest's) minus the measured one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    kind: AlertKind
+    threshold: float
+    for_s: float = Field(60.0, ge=0, le=86_400, alias="for")
+    window_s: float = Field(300.0, ge=10, le=7 * 86_400)
+    min_calls: Annotated[int, Field(ge=0), INTEGRAL] = 20  # fewer: no verdict, no alert
+    versions: list[str] | None = None  # default: every deployed version
+    actions: list[AlertAction] = Field(default_factory=list)
+
+
 class ModelConfig(_Strict):
     model: str
     versions: dict[str, VersionOptions]
@@ -223,6 +265,7 @@ class ModelConfig(_Strict):
     router: RouterOptions = Field(default_factory=RouterOptions)
     blessing: dict[str, BlessingRule] = Field(default_factory=dict)
     rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
+    alerts: list[AlertRule] = Field(default_factory=list)
 
     def options(self, version: str) -> VersionOptions:
         if version in self.versions:

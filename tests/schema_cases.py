@@ -48,9 +48,9 @@ def past_the_token(statuses: dict[str, set[int]]) -> list[str]:
 
 # What JSON Schema cannot say, each in its parameter's or field's description, is laid over
 # every generated case (hooks do not reach schemathesis' coverage phase): weights add up to
-# 100, rollout steps rise to 100, times lie in 1970..2200 with `since` before `until`, and a
-# window is at most MAX_POINTS steps. Only well-typed values are touched, so a negative case
-# stays negative.
+# 100, rollout steps rise to 100, times (`since`, `until`, `at`, a feedback's `ts`) lie in
+# 1970..2200 with `since` before `until`, and a window is at most MAX_POINTS steps. Only
+# well-typed values are touched, so a negative case stays negative.
 def _time(value: object) -> datetime | None:
     if not isinstance(value, str):
         return None
@@ -64,6 +64,9 @@ def map_query(query: Any) -> Any:
     if not isinstance(query, dict):
         return query
     now = datetime.now(UTC)
+    at = _time(query.get("at"))
+    if at is not None and not EARLIEST <= at < LATEST:
+        query["at"] = now.isoformat()
     times = {k: _time(query.get(k)) for k in ("since", "until")}
     for key, t in times.items():
         if t is not None and not EARLIEST <= t < LATEST:
@@ -86,9 +89,19 @@ def map_query(query: Any) -> Any:
     return query
 
 
+def _ts_in_range(record: Any) -> None:
+    t = _time(record.get("ts")) if isinstance(record, dict) else None
+    if t is not None and not EARLIEST <= t < LATEST:
+        record["ts"] = datetime.now(UTC).isoformat()
+
+
 def map_body(path: str, body: Any) -> Any:
     if not isinstance(body, dict):
         return body
+    if path == "/v1/feedback":
+        _ts_in_range(body)
+        for record in body.get("records") or [] if isinstance(body.get("records"), list) else []:
+            _ts_in_range(record)
     weights = body.get("weights")
     if (
         path.endswith("/traffic")

@@ -17,8 +17,10 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from agent.api import (
+    alerts,
     audit,
     drift,
+    feedback,
     fleet,
     health,
     host,
@@ -27,13 +29,28 @@ from agent.api import (
     replay,
     requests,
     rollouts,
+    routing,
 )
 from agent.api.context import AgentContext
 from agent.api.guard import Guard
 from agent.errors import ApiError, Invalid
 from agent.schemas.common import AGENT_VERSION, ErrorBody
 
-ROUTERS = (health, host, models, requests, drift, replay, rollouts, audit, metrics, fleet)
+ROUTERS = (
+    health,
+    host,
+    models,
+    requests,
+    drift,
+    replay,
+    rollouts,
+    routing,
+    feedback,
+    alerts,
+    audit,
+    metrics,
+    fleet,
+)
 ERRORS = {
     400: "the body is not JSON",
     401: "missing or wrong bearer token",

@@ -12,11 +12,13 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from agent.alerts import Alerts
 from agent.api.guard import identity_of
 from agent.collectors.gpu import GpuCollector
 from agent.controller import Controller
 from agent.defaults import DATA_DIR
 from agent.errors import Conflict, Invalid
+from agent.feedback import FeedbackBook
 from agent.local_log import LocalRequestLog
 from agent.replay import Replayer
 from agent.request_log import RequestLog
@@ -24,11 +26,13 @@ from agent.rollouts import Rollouts
 from agent.schemas.common import When
 from agent.store import Store, naive_utc, utcnow
 from agent.tokens import Identity, TokenBook
+from agent.traffic_metrics import TrafficMetrics
 
 MAX_POINTS = 5000
 _TIME = "RFC 3339 (no offset: UTC), 1970..2200, before `until`"
 Since = Annotated[When | None, Query(description=f"start of the window: {_TIME}")]
 Until = Annotated[When | None, Query(description="end of the window (default: now)")]
+At = Annotated[When | None, Query(description=f"the instant (default: now): {_TIME}")]
 SinceRequired = Annotated[When, Query(description=f"start of the window: {_TIME}")]
 UntilRequired = Annotated[When, Query(description="end of the window, after `since`")]
 Step = Annotated[
@@ -49,6 +53,9 @@ class AgentContext:
     controller: Controller | None = None
     replayer: Replayer | None = None
     rollouts: Rollouts | None = None
+    feedback: FeedbackBook | None = None
+    alerts: Alerts | None = None
+    traffic: TrafficMetrics = field(default_factory=TrafficMetrics)  # counted at ingest
     started_at: datetime = field(default_factory=utcnow)
 
 

@@ -113,14 +113,18 @@ def telemetry_serve(
     since, until, _ = time_window(since, until, None, 3600)
     rows = ctx.store.query(
         """
-        SELECT ts, app, deployment, status, replicas, message, problem FROM (
-            SELECT *, lag(status) OVER w AS was_status, lag(replicas) OVER w AS was_replicas
+        SELECT ts, app, deployment, status, replicas, replica_ids, was_ids, message, problem
+        FROM (
+            SELECT *, lag(status) OVER w AS was_status, lag(replicas) OVER w AS was_replicas,
+                   lag(replica_ids) OVER w AS was_ids
             FROM serve_samples  -- from a little before `since`: its first row has a "before"
             WHERE ts >= ? AND ts < ? AND (?::VARCHAR IS NULL OR app = ?)
             WINDOW w AS (PARTITION BY app, deployment ORDER BY ts)
         )
         WHERE ts >= ? AND (was_status IS DISTINCT FROM status
-                           OR was_replicas IS DISTINCT FROM replicas)
+                           OR was_replicas IS DISTINCT FROM replicas
+                           OR (was_ids IS NOT NULL AND replica_ids IS NOT NULL
+                               AND was_ids IS DISTINCT FROM replica_ids))
         ORDER BY ts LIMIT 5000
         """,
         [since - timedelta(minutes=10), until, app, app, since],
@@ -128,6 +132,10 @@ def telemetry_serve(
     for row in rows:
         row["replicas"] = json.loads(row["replicas"]) if row["replicas"] else {}
         row["message"] = row["message"] or ""
+        now = set(json.loads(row.pop("replica_ids") or "[]"))
+        was = row.pop("was_ids")
+        before = set(json.loads(was)) if was else now
+        row["stopped"], row["started"] = sorted(before - now), sorted(now - before)
     return [ServeEvent(**r) for r in rows]
 
 

@@ -1,13 +1,20 @@
-"""GET /metrics: host and GPU gauges in Prometheus' text format."""
+"""GET /metrics in Prometheus' text format (prometheus_client's own exposition): the host and
+its GPUs (latest sample), this host's traffic per model version (counted at ingest:
+agent/traffic_metrics.py), and on the controller each model's rollout and alerts."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-from agent.api.context import Context, authorized
+from agent.api.context import AgentContext, Context, authorized
+from agent.schemas.rollouts import FINISHED
 
 router = APIRouter(tags=["metrics"], dependencies=[Depends(authorized)])
 HOST_GAUGES = [
@@ -26,23 +33,86 @@ GPU_GAUGES = [
     ("remapped_rows", "memory rows remapped (correctable and uncorrectable)"),
 ]
 # Counted by this agent since it started (a restart resets them, as counters may).
-GPU_COUNTERS = [("xid_errors", "xid_errors_total", "critical XID events")]
+GPU_COUNTERS = [("xid_errors", "trackside_gpu_xid_errors", "critical XID events")]
+ROLLOUT_STATES = ("running", "paused", *FINISHED)
 
 
-def _gauge(
-    lines: list[str],
-    name: str,
-    help_text: str,
-    samples: list[tuple[dict[str, Any], Any]],
-    kind: str = "gauge",
-) -> None:
-    lines.append(f"# HELP {name} {help_text}")
-    lines.append(f"# TYPE {name} {kind}")
-    for labels, value in samples:
-        if value is None:
-            continue
-        label = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        lines.append(f"{name}{{{label}}} {float(value)}" if label else f"{name} {float(value)}")
+class HostCollector(Collector):
+    """The latest host and GPU samples, read from DuckDB at each scrape."""
+
+    def __init__(self, ctx: AgentContext) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[Metric]:
+        host = self.ctx.store.latest("host_samples")
+        h: dict[str, Any] = host[0] if host else {}
+        for key, help_text in HOST_GAUGES:
+            gauge = GaugeMetricFamily(f"trackside_host_{key}", help_text)
+            if h.get(key) is not None:
+                gauge.add_metric([], float(h[key]))
+            yield gauge
+        gpus = self.ctx.store.latest("gpu_samples", order="gpu_index")
+        for key, help_text in GPU_GAUGES:
+            gauge = GaugeMetricFamily(f"trackside_gpu_{key}", help_text, labels=["gpu", "uuid"])
+            for g in gpus:
+                if g.get(key) is not None:
+                    gauge.add_metric([str(g["gpu_index"]), g["uuid"]], float(g[key]))
+            yield gauge
+        for key, name, help_text in GPU_COUNTERS:
+            counter = CounterMetricFamily(name, help_text, labels=["gpu", "uuid"])
+            for g in gpus:
+                if g.get(key) is not None:
+                    counter.add_metric([str(g["gpu_index"]), g["uuid"]], float(g[key]))
+            yield counter
+
+
+class RolloutCollector(Collector):
+    """Each model's latest rollout: its state (one series per state, 1 for the current) and
+    the canary's weight."""
+
+    def __init__(self, ctx: AgentContext) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[Metric]:
+        if self.ctx.rollouts is None:
+            return
+        state = GaugeMetricFamily(
+            "trackside_rollout_state",
+            "1 for the state the model's latest rollout is in",
+            labels=["model", "canary", "state"],
+        )
+        weight = GaugeMetricFamily(
+            "trackside_rollout_canary_weight_percent",
+            "the running rollout's canary weight (0 in the shadow stage)",
+            labels=["model", "canary"],
+        )
+        for r in self.ctx.rollouts.all():
+            for s in ROLLOUT_STATES:
+                state.add_metric([r.model, r.canary, s], 1.0 if r.state == s else 0.0)
+            if r.state not in FINISHED:
+                weight.add_metric([r.model, r.canary], float(r.weight))
+        yield state
+        yield weight
+
+
+class AlertCollector(Collector):
+    """1 for each rule and model version whose alert is in that state (pending or firing)."""
+
+    def __init__(self, ctx: AgentContext) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[Metric]:
+        if self.ctx.alerts is None:
+            return
+        gauge = GaugeMetricFamily(
+            "trackside_alert_state",
+            "1 while the rule's alert on the model version is in this state",
+            labels=["rule", "model", "version", "state"],
+        )
+        for a in self.ctx.alerts.states():
+            for s in ("pending", "firing"):
+                gauge.add_metric([a.rule, a.model, a.version, s], 1.0 if a.state == s else 0.0)
+        yield gauge
 
 
 # Errors are JSON like everywhere else; only the answer is Prometheus' text.
@@ -57,16 +127,7 @@ JSON_ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.get("/metrics", response_class=PlainTextResponse, responses=JSON_ERRORS)
 def metrics(ctx: Context) -> str:
-    lines: list[str] = []
-    host = ctx.store.latest("host_samples")
-    h = host[0] if host else {}
-    for key, help_text in HOST_GAUGES:
-        _gauge(lines, f"trackside_host_{key}", help_text, [({}, h.get(key))])
-    gpus = ctx.store.latest("gpu_samples", order="gpu_index")
-    for key, help_text in GPU_GAUGES:
-        samples = [({"gpu": g["gpu_index"], "uuid": g["uuid"]}, g.get(key)) for g in gpus]
-        _gauge(lines, f"trackside_gpu_{key}", help_text, samples)
-    for key, name, help_text in GPU_COUNTERS:
-        samples = [({"gpu": g["gpu_index"], "uuid": g["uuid"]}, g.get(key)) for g in gpus]
-        _gauge(lines, f"trackside_gpu_{name}", help_text, samples, kind="counter")
-    return "\n".join(lines) + "\n"
+    registry = CollectorRegistry(auto_describe=False)
+    for collector in (HostCollector(ctx), ctx.traffic, RolloutCollector(ctx), AlertCollector(ctx)):
+        registry.register(collector)
+    return generate_latest(registry).decode()

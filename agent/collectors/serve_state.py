@@ -40,6 +40,7 @@ class ServeCollector:
                         "message": (dep.message or app.message)[:2000],
                         "problem": problem,
                         "replicas": json.dumps(dep.replica_counts()),
+                        "replica_ids": json.dumps(sorted(r.replica_id for r in dep.replicas)),
                     }
                 )
         return rows

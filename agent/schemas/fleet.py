@@ -9,6 +9,7 @@ under a second.
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -85,6 +86,7 @@ class OriginalRow(BaseModel):
     sha256: str | None
     input: str | None
     output: str | None
+    ts: datetime | None = None
 
 
 class OriginalsRequest(StrictBody):

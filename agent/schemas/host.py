@@ -55,13 +55,16 @@ class LatencyPoint(BaseModel):
 
 
 class ServeEvent(BaseModel):
-    """A change of one Serve deployment's state as the controller sampled it: a status, or
-    its replicas by state (a replica that died shows as one fewer RUNNING, then STARTING)."""
+    """A change of one Serve deployment's state as the controller sampled it: a status, its
+    replicas by state (a replica that died shows as one fewer RUNNING, then STARTING), or
+    which replicas there are (one replaced between two samples shows as stopped and started)."""
 
     ts: UtcDatetime
     app: str
     deployment: str
     status: str | None
     replicas: dict[str, int]
+    stopped: list[str] = Field(default_factory=list)  # replica ids gone since the last sample
+    started: list[str] = Field(default_factory=list)  # and new ones
     message: str = ""
     problem: str | None = None

@@ -6,12 +6,61 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from agent.client import HostInfo, LatencyPoint, ModelStatus
+from agent.client import AlertsPage, HostInfo, LatencyPoint, ModelStatus
+from agent.schemas.alerts import AlertEvent, AlertState
 from console.poller import HostSnapshot
 from serve.routing_table import RoutingTable
 
 THROTTLE = [[], [], [], ["sw_power_cap"], ["sw_thermal_slowdown"], ["hw_slowdown"]]
 START = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+def _alerts() -> AlertsPage:
+    """One alert firing, one pending, and what happened before."""
+    at = START + timedelta(minutes=42)
+    firing = AlertState(
+        rule="inputs-drifted",
+        model="digits",
+        version="v2",
+        state="firing",
+        since=at,
+        value=0.81,
+        threshold=0.5,
+        updated=at,
+    )
+    pending = AlertState(
+        rule="accuracy-fell",
+        model="digits",
+        version="v2",
+        state="pending",
+        since=at + timedelta(seconds=20),
+        value=0.79,
+        threshold=0.85,
+        updated=at,
+    )
+    history = [
+        AlertEvent(
+            ts=at,
+            rule="inputs-drifted",
+            model="digits",
+            version="v2",
+            change="firing",
+            value=0.81,
+            threshold=0.5,
+            message="digits/v2 drifted_share 0.81 > 0.5 for 10 s",
+        ),
+        AlertEvent(
+            ts=at - timedelta(minutes=30),
+            rule="errors",
+            model="digits",
+            version="v1",
+            change="resolved",
+            value=0.01,
+            threshold=0.05,
+            message="digits/v1 error_rate 0.01: back within 0.05",
+        ),
+    ]
+    return AlertsPage(firing=[firing], pending=[pending], history=history)
 
 
 def _gpus(rng: random.Random, host: int, count: int) -> tuple[list[dict], dict[str, list[float]]]:
@@ -80,7 +129,8 @@ def recorded_fleet(hosts: int = 64, gpus: int = 8, seed: int = 0) -> dict[str, H
             gpu_history=history,
             models=_models() if controller else None,
             latency=_latency() if controller else [],
-            paths=["/health", "/v1/host", "/v1/models", "/v1/audit", "/v1/requests"],
+            alerts=_alerts() if controller else None,
+            paths=["/health", "/v1/host", "/v1/models", "/v1/audit", "/v1/requests", "/v1/alerts"],
         )
     return out
 

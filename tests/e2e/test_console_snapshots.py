@@ -39,3 +39,17 @@ def test_models(snap_compare):
 
 def test_models_at_80x24(snap_compare):
     assert snap_compare(app_with_fleet(), terminal_size=(80, 24), run_before=models)
+
+
+async def alerts(pilot) -> None:
+    await fill(pilot)
+    await pilot.press("l")
+    await pilot.pause()
+    pilot.app.refresh_screen()
+    await pilot.pause()
+
+
+def test_alerts_and_the_banner(snap_compare):
+    """A firing alert is in every screen's header; the Alerts screen lists it, the pending
+    one and the history."""
+    assert snap_compare(app_with_fleet(), terminal_size=(160, 40), run_before=alerts)

@@ -17,6 +17,7 @@ from agent.store import GPU_COLUMNS, HOST_COLUMNS, Store
 from agent.tokens import TokenBook
 from serve.spool import SpoolWriter
 from tests.fake_nvml import three_gpus
+from tests.promtool import check_metrics
 from tests.records import make_record
 from tests.schema_cases import SETTINGS, call_and_validate, load, past_the_token
 
@@ -48,7 +49,7 @@ def app(tmp_path_factory):
             )
         )
     writer.flush()
-    ingest_once(store, spool)
+    ingested = ingest_once(store, spool)
     ctx = AgentContext(
         store=store,
         tokens=TokenBook(tmp / "tokens", TOKEN, FLEET_TOKEN),
@@ -57,6 +58,7 @@ def app(tmp_path_factory):
         local=LocalRequestLog(store),
         collectors={"host": "ok"},
     )
+    ctx.traffic.observe(ingested.traffic)  # as the daemon does after each ingest
     yield create_app(ctx)
     store.close()
 
@@ -126,6 +128,11 @@ async def test_reads_with_the_token(http):
         assert "trackside_host_cpu_pct" in metrics and 'uuid="GPU-fake-0"' in metrics
         assert "# TYPE trackside_gpu_xid_errors_total counter" in metrics
         assert 'trackside_gpu_remapped_rows{gpu="0",uuid="GPU-fake-0"} 1.0' in metrics
+        assert (
+            'trackside_requests_total{code="5xx",model="digits",role="primary",version="v1"} 4.0'
+            in metrics
+        )
+        check_metrics(metrics)  # promtool's own lint of the exposition
 
 
 @pytest.mark.parametrize(

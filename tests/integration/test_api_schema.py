@@ -14,6 +14,7 @@ from agent.api.context import AgentContext
 from agent.collectors.gpu import GpuCollector
 from agent.controller import Controller
 from agent.controller_rules import ModelState
+from agent.feedback import FeedbackBook
 from agent.local_log import LocalRequestLog
 from agent.replay import Replayer
 from agent.rollouts import Rollouts
@@ -58,6 +59,7 @@ def controller_app(tmp_path_factory, demo_store):
         controller=ctl,
         replayer=Replayer(store, log, "http://127.0.0.1:9", "t"),
         rollouts=Rollouts(store, ctl, log),
+        feedback=FeedbackBook(store, log, {"digits"}),
     )
     yield create_app(ctx)
     store.close()

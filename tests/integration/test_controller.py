@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -422,3 +423,36 @@ def test_a_rollout_survives_an_agent_restart(controller):
     assert "drift" in {m.metric for m in r.judgements[-1].metrics}
     assert client.model("digits").stable == "v2"
     assert load["report"].summary()["failed"] == 0  # Serve kept serving while the agent was down
+
+
+def test_feedback_on_real_predictions_gives_their_exact_accuracy(controller):
+    """Ground truth through the API for calls Serve really answered: the controller joins
+    it to the logged predictions and its accuracy per version is the exact share right."""
+    _, client, cluster = controller
+    _, x_test, _, y_test = split()
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    answered: dict[str, tuple[str, int]] = {}
+    url = f"{cluster.serve_url}/models/digits/predict"
+    for i in range(60):
+        rid = f"truth-{i}-{time.time_ns()}"
+        r = httpx.post(
+            url, json={"instances": [x_test[i].tolist()]}, headers={"x-request-id": rid}, timeout=30
+        )
+        assert r.status_code == 200, r.text
+        answered[rid] = (r.headers["x-model-version"], r.json()["predictions"][0]["label"])
+    truth = {rid: int(y_test[i]) for i, rid in enumerate(answered)}
+    records = [{"request_id": rid, "label": label} for rid, label in truth.items()]
+    deadline = time.monotonic() + 30
+    while True:  # the calls reach the log within a spool flush and an ingest
+        result = client.feedback("digits", records)
+        if result.unknown == 0:
+            break
+        assert time.monotonic() < deadline, result
+        time.sleep(1)
+    assert result.joined == 60 and not result.rejected
+    report = client.accuracy("digits", since=started)
+    for v in report.versions:
+        mine = [rid for rid, (version, _) in answered.items() if version == v.version]
+        right = sum(answered[rid][1] == truth[rid] for rid in mine)
+        assert v.labelled == len(mine) and v.accuracy == right / len(mine), v
+    assert sum(v.labelled for v in report.versions) == 60

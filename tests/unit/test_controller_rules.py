@@ -67,9 +67,13 @@ class FakeServe:
         return httpx.Response(self.put_status, text="controller unavailable")
 
 
-def controller(tmp_path, demo_store, fake: FakeServe, ray_token: str | None = None) -> Controller:
+def controller(
+    tmp_path, demo_store, fake: FakeServe, ray_token: str | None = None, **config_fields
+) -> Controller:
     store = Store(tmp_path / "agent.duckdb")
-    config = parse_model_config({"model": "digits", "versions": {"v1": {}, "v2": {}}})
+    config = parse_model_config(
+        {"model": "digits", "versions": {"v1": {}, "v2": {}}, **config_fields}
+    )
     ctl = Controller(
         store=store,
         serve_api=ServeAPI(

@@ -1,0 +1,304 @@
+"""Alerts, evaluated by the controller every few seconds: each model's `[[alerts]]` rules
+(serve/model_config.py AlertRule) measured on every deployed version over the rule's window,
+through the fleet's request log and feedback; the states (agent/alert_machine.py) kept in
+DuckDB with their history; and the actions of a rule run when it fires (and, for webhooks
+and commands, when it resolves), in the background, each result in the audit table.
+
+The payload, POSTed to a webhook as JSON and given to a command on stdin:
+
+    {"schema": 1, "status": "firing" | "resolved", "rule": "errors", "kind": "error_rate",
+     "model": "digits", "model_version": "v2", "value": 0.12, "threshold": 0.05,
+     "for_s": 60, "window_s": 300, "since": "2026-12-01T03:12:00Z", "at": "...",
+     "controller": "gpu-head", "summary": "digits/v2 error_rate 0.12 > 0.05 for 60 s"}
+
+A webhook is retried (`retries` times, 1 s, 2 s, 4 s ... apart) on an error or a non-2xx
+answer; a command runs without a shell and is killed at its timeout. Neither ever blocks
+the evaluation or the agent: each runs as its own task."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from agent.alert_machine import initial, step
+from agent.controller import Controller
+from agent.errors import ApiError
+from agent.feedback import FeedbackBook
+from agent.request_log import RequestLog
+from agent.rollouts import Rollouts
+from agent.schemas.alerts import AlertEvent, AlertsPage, AlertState, Change
+from agent.schemas.coverage import Coverage
+from agent.store import Store, naive_utc, utcnow
+from serve.model_config import AlertRule, CommandAction, RolloutAction, WebhookAction
+from serve.model_store import StoreError
+
+log = logging.getLogger("trackside.alerts")
+HISTORY_KEPT = 100
+WHO = "alerts"
+
+
+def payload(rule: AlertRule, state: AlertState, change: Change) -> dict[str, Any]:
+    status = "firing" if change == "firing" else "resolved"
+    value = "-" if state.value is None else f"{state.value:.4g}"
+    sign = "<" if rule.kind == "accuracy" else ">"
+    return {
+        "schema": 1,
+        "status": status,
+        "rule": rule.name,
+        "kind": rule.kind,
+        "model": state.model,
+        "model_version": state.version,
+        "value": state.value,
+        "threshold": rule.threshold,
+        "for_s": rule.for_s,
+        "window_s": rule.window_s,
+        "since": state.since.isoformat() + "Z",
+        "at": utcnow().isoformat() + "Z",
+        "controller": socket.gethostname(),
+        "summary": f"{state.model}/{state.version} {rule.kind} {value} {sign} {rule.threshold:g}"
+        f" for {rule.for_s:g} s"
+        if status == "firing"
+        else f"{state.model}/{state.version} {rule.kind} {value}: back within {rule.threshold:g}",
+    }
+
+
+class Alerts:
+    def __init__(
+        self,
+        store: Store,
+        controller: Controller,
+        requests: RequestLog,
+        feedback: FeedbackBook | None,
+        rollouts: Rollouts | None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.store = store
+        self.ctl = controller
+        self.requests = requests
+        self.feedback = feedback
+        self.rollouts = rollouts
+        self.transport = transport
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    # -- state ---------------------------------------------------------------------------------
+    def _key(self, rule: str, model: str, version: str) -> str:
+        return f"alert:{model}:{rule}:{version}"
+
+    def states(self) -> list[AlertState]:
+        rows = self.store.query("SELECT value FROM kv WHERE key LIKE 'alert:%' ORDER BY key")
+        return [AlertState.model_validate_json(r["value"]) for r in rows]
+
+    def page(self) -> AlertsPage:
+        states = self.states()
+        rows = self.store.query("SELECT value FROM kv WHERE key = 'alert_history'")
+        history = (
+            [AlertEvent.model_validate(e) for e in json.loads(rows[0]["value"])] if rows else []
+        )
+        return AlertsPage(
+            firing=[s for s in states if s.state == "firing"],
+            pending=[s for s in states if s.state == "pending"],
+            history=history,
+        )
+
+    def _record(self, state: AlertState, change: Change, message: str) -> None:
+        event = AlertEvent(
+            ts=utcnow(),
+            rule=state.rule,
+            model=state.model,
+            version=state.version,
+            change=change,
+            value=state.value,
+            threshold=state.threshold,
+            message=message,
+        )
+        history = self.page().history
+        kept = [event, *history][:HISTORY_KEPT]
+        self.store.put_state("alert_history", [e.model_dump(mode="json") for e in kept])
+
+    # -- measuring -----------------------------------------------------------------------------
+    def measure(self, rule: AlertRule, model: str, version: str, now: datetime) -> float | None:
+        """The rule's measure of one version over its window (None: too little to tell)."""
+        since = now - timedelta(seconds=rule.window_s)
+        if rule.kind in ("error_rate", "p99_ms"):
+            points = self.requests.latency(
+                model, version, since, now, int(rule.window_s), Coverage()
+            )
+            calls = sum(p.requests for p in points)
+            if calls < max(rule.min_calls, 1):
+                return None
+            if rule.kind == "error_rate":
+                return sum(p.error_rate * p.requests for p in points) / calls
+            return max((p.p99_ms for p in points if p.p99_ms is not None), default=None)
+        if rule.kind in ("accuracy", "accuracy_drop"):
+            if self.feedback is None:
+                return None
+            report = self.feedback.accuracy(model, since, now, 1, version)
+            found = [v for v in report.versions if v.version == version]
+            if not found or found[0].accuracy is None or found[0].labelled < rule.min_calls:
+                return None
+            if rule.kind == "accuracy":
+                return found[0].accuracy
+            try:
+                offline = self.ctl.model_store.manifest(model, version).metrics.get("accuracy")
+            except StoreError:
+                return None
+            return None if offline is None else offline - found[0].accuracy
+        # drifted_share: of the version's input features, against its own reference sample
+        from agent.analysis.drift import drift_reports
+        from agent.schemas.drift import DriftThresholds
+
+        source = self.ctl.drift_source(model, version)
+        if source is None:
+            return None
+        (drift,) = drift_reports(
+            self.requests, source, naive_utc(since), naive_utc(now), DriftThresholds()
+        )
+        if drift.rows < rule.min_calls or not drift.features:
+            return None
+        return sum(f.decision.drifted for f in drift.features) / len(drift.features)
+
+    # -- the tick ------------------------------------------------------------------------------
+    async def tick(self) -> None:
+        now = datetime.now(UTC)  # aware, as the stored states read back
+        for model, config in self.ctl.models.items():
+            if not config.alerts:
+                continue
+            deployed = self.ctl.state(model).versions
+            for rule in config.alerts:
+                for version in [
+                    v for v in deployed if rule.versions in (None, []) or v in (rule.versions or [])
+                ]:
+                    value = await asyncio.to_thread(self.measure, rule, model, version, now)
+                    self._advance(rule, model, version, value, now)
+
+    def _advance(
+        self, rule: AlertRule, model: str, version: str, value: float | None, now: datetime
+    ) -> None:
+        key = self._key(rule.name, model, version)
+        doc = self.store.get_state(key)
+        state = AlertState.model_validate(doc) if doc else initial(rule, model, version, now)
+        state = state.model_copy(update={"threshold": rule.threshold})
+        nxt, change = step(state, rule, value, now)
+        self.store.put_state(key, nxt.model_dump(mode="json"))
+        if change is None:
+            return
+        body = payload(rule, nxt, change)
+        self._record(nxt, change, body["summary"])
+        if change in ("firing", "resolved"):
+            self.store.audit(
+                WHO,
+                f"alert_{change}",
+                model,
+                {"rule": rule.name, "version": version},
+                None,
+                None,
+                change,
+                body["summary"],
+            )
+            log.warning("alert %s: %s", change, body["summary"])
+            for action in rule.actions:
+                if isinstance(action, RolloutAction) and change != "firing":
+                    continue
+                self._spawn(self._run(action, rule, body))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for the actions in flight (tests, and a clean shutdown)."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+    # -- actions -------------------------------------------------------------------------------
+    async def _run(self, action: Any, rule: AlertRule, body: dict[str, Any]) -> None:
+        model = body["model"]
+        try:
+            if isinstance(action, WebhookAction):
+                await self._webhook(action, rule, body)
+            elif isinstance(action, CommandAction):
+                await self._command(action, rule, body)
+            elif isinstance(action, RolloutAction):
+                await self._rollout(action, rule, body)
+        except Exception as exc:  # an action's failure is audited, never the agent's
+            log.exception("alert %s action failed", rule.name)
+            self.store.audit(
+                WHO, "alert_action", model, {"rule": rule.name}, None, None, "failed", repr(exc)
+            )
+
+    async def _webhook(self, action: WebhookAction, rule: AlertRule, body: dict[str, Any]) -> None:
+        error = None
+        attempts = 0
+        async with httpx.AsyncClient(timeout=action.timeout_s, transport=self.transport) as http:
+            for attempt in range(action.retries + 1):
+                attempts = attempt + 1
+                try:
+                    r = await http.post(action.webhook, json=body)
+                    if 200 <= r.status_code < 300:
+                        error = None
+                        break
+                    error = f"{r.status_code}: {r.text[:200]}"
+                except httpx.HTTPError as exc:
+                    error = repr(exc)
+                if attempt < action.retries:
+                    await asyncio.sleep(2**attempt)
+        request = {
+            "rule": rule.name,
+            "url": action.webhook,
+            "attempts": attempts,
+            "status": body["status"],
+        }
+        result = "failed" if error else "ok"
+        self.store.audit(WHO, "alert_webhook", body["model"], request, None, None, result, error)
+
+    async def _command(self, action: CommandAction, rule: AlertRule, body: dict[str, Any]) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            *action.command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        error = None
+        try:
+            _, err = await asyncio.wait_for(
+                proc.communicate(json.dumps(body).encode()), action.timeout_s
+            )
+            if proc.returncode != 0:
+                error = f"exit {proc.returncode}: {err.decode(errors='replace')[-300:]}"
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            error = f"killed after {action.timeout_s:g} s"
+        request = {"rule": rule.name, "command": action.command, "status": body["status"]}
+        result = "failed" if error else "ok"
+        self.store.audit(WHO, "alert_command", body["model"], request, None, None, result, error)
+
+    async def _rollout(self, action: RolloutAction, rule: AlertRule, body: dict[str, Any]) -> None:
+        model, who = body["model"], f"alert {rule.name}"
+        try:
+            if action.rollout == "pause":
+                if self.rollouts is None:
+                    return
+                r = self.rollouts.get(model)
+                if r.state == "running":
+                    await self.rollouts.pause(model, who)
+            else:
+                await self.ctl.rollback(model, None, who)
+        except ApiError as exc:  # nothing running, no previous stable: said in the audit
+            self.store.audit(
+                WHO,
+                f"alert_{action.rollout}",
+                model,
+                {"rule": rule.name},
+                None,
+                None,
+                "refused",
+                exc.message,
+            )
