@@ -169,12 +169,17 @@ class Alerts:
         for model, config in self.ctl.models.items():
             if not config.alerts:
                 continue
-            deployed = self.ctl.state(model).versions
+            try:
+                deployed = self.ctl.state(model).versions
+            except ApiError:  # not bootstrapped yet
+                continue
             for rule in config.alerts:
-                for version in [
-                    v for v in deployed if rule.versions in (None, []) or v in (rule.versions or [])
-                ]:
-                    value = await asyncio.to_thread(self.measure, rule, model, version, now)
+                for version in [v for v in deployed if not rule.versions or v in rule.versions]:
+                    try:
+                        value = await asyncio.to_thread(self.measure, rule, model, version, now)
+                    except Exception:  # one rule's measure must not stop the others
+                        log.exception("alert %s on %s/%s: no measure", rule.name, model, version)
+                        continue
                     self._advance(rule, model, version, value, now)
 
     def _advance(

@@ -289,7 +289,7 @@ def feedback(client: AgentClient, args: argparse.Namespace) -> int:
     arg("--until"),
 )
 def accuracy(client: AgentClient, args: argparse.Namespace) -> int:
-    """accuracy per version of the predictions whose truth has come, with label coverage"""
+    """accuracy per version: measured where the truth came, estimated from confidence"""
     report = client.accuracy(args.model, args.version, args.since, args.until)
     rows = [
         [
@@ -299,12 +299,23 @@ def accuracy(client: AgentClient, args: argparse.Namespace) -> int:
             "-" if v.coverage is None else f"{v.coverage:.1%}",
             "-" if v.accuracy is None else f"{v.accuracy:.2%}",
             "-" if v.low is None or v.high is None else f"{v.low:.2%}..{v.high:.2%}",
+            "-" if v.estimated is None else f"{v.estimated:.2%}",
             _num(v.mae),
             "-" if v.median_delay_s is None else f"{v.median_delay_s:.0f} s",
         ]
         for v in report.versions
     ]
-    header = ["VERSION", "LABELLED", "CALLS", "COVERAGE", "ACCURACY", "95%", "MAE", "DELAY"]
+    header = [
+        "VERSION",
+        "LABELLED",
+        "CALLS",
+        "COVERAGE",
+        "ACCURACY",
+        "95%",
+        "ESTIMATED",
+        "MAE",
+        "DELAY",
+    ]
     window = f"{report.since:%Y-%m-%d %H:%M} to {report.until:%H:%M} UTC"
     print(f"{report.model}, predictions from {window}")
     print(_table(rows, header))

@@ -26,7 +26,7 @@ from agent.schemas.alerts import AlertsPage, AlertState
 from agent.schemas.audit import AuditEntry
 from agent.schemas.coverage import Coverage, MissingHost
 from agent.schemas.drift import DriftHistogram, DriftPoint, DriftReport, FeatureDrift
-from agent.schemas.feedback import AccuracyReport, FeedbackResult
+from agent.schemas.feedback import AccuracyReport, FeedbackResult, VersionAccuracy
 from agent.schemas.host import Health, HostInfo, LatencyPoint, ServeEvent
 from agent.schemas.models import (
     ActionResult,
@@ -235,8 +235,10 @@ class _Calls:
         return _call(RoutingHistory, "GET", "/v1/routing/history", params=params)
 
     @staticmethod
-    def audit(since: When = None, limit: int = 100) -> Call[list[AuditEntry]]:
-        params = {"since": since, "limit": limit}
+    def audit(
+        since: When = None, limit: int = 100, until: When = None, model: str | None = None
+    ) -> Call[list[AuditEntry]]:
+        params = {"since": since, "until": until, "model": model, "limit": limit}
         return _call(list[AuditEntry], "GET", "/v1/audit", params=params)
 
     @staticmethod
@@ -458,8 +460,10 @@ class AgentClient:
     def request(self, request_id: str) -> RequestDetail:
         return self.send(_Calls.request(request_id))
 
-    def audit(self, since: When = None, limit: int = 100) -> list[AuditEntry]:
-        return self.send(_Calls.audit(since, limit))
+    def audit(
+        self, since: When = None, limit: int = 100, until: When = None, model: str | None = None
+    ) -> list[AuditEntry]:
+        return self.send(_Calls.audit(since, limit, until, model))
 
     def routing_history(self, model: str, at: When = None, limit: int = 20) -> RoutingHistory:
         """The routing table in force at `at` (default: now), and the changes before it."""
@@ -638,8 +642,10 @@ class AsyncAgentClient:
     async def request(self, request_id: str) -> RequestDetail:
         return await self.send(_Calls.request(request_id))
 
-    async def audit(self, since: When = None, limit: int = 100) -> list[AuditEntry]:
-        return await self.send(_Calls.audit(since, limit))
+    async def audit(
+        self, since: When = None, limit: int = 100, until: When = None, model: str | None = None
+    ) -> list[AuditEntry]:
+        return await self.send(_Calls.audit(since, limit, until, model))
 
     async def routing_history(self, model: str, at: When = None, limit: int = 20) -> RoutingHistory:
         return await self.send(_Calls.routing_history(model, at, limit))
@@ -745,5 +751,6 @@ __all__ = [
     "RoutingHistory",
     "RoutingTable",
     "ServeEvent",
+    "VersionAccuracy",
     "load_fleet",
 ]

@@ -134,8 +134,13 @@ class Agent:
                     self.local, peers, fleet_token, config.fleet.deadline_s, self.store
                 )
                 self.requests = self.fleet
-            rollouts = Rollouts(self.store, self.controller, self.requests)
-            feedback = FeedbackBook(self.store, self.requests, set(self.controller.models))
+            feedback = FeedbackBook(
+                self.store,
+                self.requests,
+                set(self.controller.models),
+                self.controller.model_store,
+            )
+            rollouts = Rollouts(self.store, self.controller, self.requests, feedback)
             alerts = Alerts(self.store, self.controller, self.requests, feedback, rollouts)
             replayer = Replayer(
                 self.store,

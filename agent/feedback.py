@@ -2,7 +2,10 @@
 answers (asked of the whole fleet's request log, by request id), and stored with the
 version that answered, its prediction, the truth and whether they agree. Accuracy (or a
 regressor's mean absolute error) per version and over time, with the share of calls that have
-their truth and how late it came, read the stored joins: fleet-wide by construction.
+their truth and how late it came, read the stored joins: fleet-wide by construction. Before
+the labels come, an estimate: confidence-based performance estimation (CBPE, as NannyML's),
+each answered call's top-class probability read through the version's calibration (how
+often it was right at that confidence on held-out rows, stored at registration).
 
 A request id the log does not have (yet: the prediction may still be in a spool, or its
 host down) is counted and named in the answer, never an error for the batch; sending it
@@ -29,6 +32,8 @@ from agent.schemas.feedback import (
     records_of,
 )
 from agent.store import Store, naive_utc, utcnow
+from serve.manifest import Calibration
+from serve.model_store import ModelStore, StoreError
 
 LOOKUP_CHUNK = 1000  # request ids per question to the fleet (its bound)
 SHOWN_UNKNOWN = 20
@@ -77,6 +82,24 @@ def _joined(
     ], None
 
 
+def _point(
+    since: datetime,
+    until: datetime,
+    buckets: int,
+    bucket: int,
+    labelled: dict[str, Any] | None,
+    estimated: float | None,
+) -> AccuracyPoint:
+    classified = labelled["classified"] if labelled else 0
+    return AccuracyPoint(
+        start=since + (until - since) * bucket / buckets,
+        labelled=labelled["labelled"] if labelled else 0,
+        accuracy=labelled["right"] / classified if labelled and classified else None,
+        mae=labelled["mae"] if labelled else None,
+        estimated=estimated,
+    )
+
+
 def wilson(successes: int, trials: int) -> tuple[float, float]:
     p = successes / trials
     denom = 1 + Z95**2 / trials
@@ -86,10 +109,17 @@ def wilson(successes: int, trials: int) -> tuple[float, float]:
 
 
 class FeedbackBook:
-    def __init__(self, store: Store, requests: RequestLog, models: set[str]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        requests: RequestLog,
+        models: set[str],
+        model_store: ModelStore | None = None,
+    ) -> None:
         self.store = store
         self.requests = requests
         self.models = models
+        self.model_store = model_store  # the versions' calibrations, for the estimate
 
     def _known(self, model: str) -> None:
         if model not in self.models:
@@ -142,6 +172,48 @@ class FeedbackBook:
             rejected=rejected[:SHOWN_UNKNOWN],
         )
 
+    def correctness(
+        self, model: str, version: str, since: datetime, until: datetime
+    ) -> tuple[int, int]:
+        """Labelled answers of a version's predictions made in the window, and the wrong ones."""
+        rows = self.store.query(
+            "SELECT count(correct) AS labelled, count(*) FILTER (WHERE NOT correct) AS wrong"
+            " FROM feedback WHERE model = ? AND version = ? AND ts >= ? AND ts < ?",
+            [model, version, naive_utc(since), naive_utc(until)],
+        )
+        return int(rows[0]["labelled"]), int(rows[0]["wrong"])
+
+    def _calibration(self, model: str, version: str) -> Calibration | None:
+        if self.model_store is None:
+            return None
+        try:
+            return self.model_store.manifest(model, version).calibration
+        except StoreError:
+            return None
+
+    def estimate(
+        self, model: str, version: str, since: datetime, until: datetime, buckets: int
+    ) -> tuple[float | None, int, dict[int, float]]:
+        """CBPE: each answered call's confidence read through the version's calibration
+        (how often it was right at that confidence on held-out data), averaged: overall, its
+        number of calls, and per time bucket."""
+        cal = self._calibration(model, version)
+        if cal is None:
+            return None, 0, {}
+        parts = self.requests.confidence_counts(
+            model, version, since, until, buckets, cal.edges, Coverage()
+        )
+        sums: dict[int, list[float]] = {}
+        for bucket, b, n in parts:
+            total = sums.setdefault(bucket, [0.0, 0.0])
+            total[0] += n * cal.accuracy[min(b, len(cal.accuracy) - 1)]
+            total[1] += n
+        calls = int(sum(t[1] for t in sums.values()))
+        if not calls:
+            return None, 0, {}
+        overall = sum(t[0] for t in sums.values()) / calls
+        return overall, calls, {b: t[0] / t[1] for b, t in sums.items() if t[1]}
+
     def accuracy(
         self,
         model: str,
@@ -149,6 +221,7 @@ class FeedbackBook:
         until: datetime,
         buckets: int,
         version: str | None = None,
+        with_estimate: bool = True,
     ) -> AccuracyReport:
         """Of the predictions made in [since, until): per version and in `buckets` slices."""
         self._known(model)
@@ -187,8 +260,14 @@ class FeedbackBook:
         by_version: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             by_version.setdefault(r["version"], []).append(r)
+        served = {v for v, n in calls.items() if n and (version is None or v == version)}
         versions = []
-        for v, parts in sorted(by_version.items()):
+        for v in sorted(set(by_version) | served):
+            parts = by_version.get(v, [])
+            # The estimate parses every call's answer: asked for, not on every scrape.
+            estimated, estimated_calls, estimated_at = (
+                self.estimate(model, v, since, until, buckets) if with_estimate else (None, 0, {})
+            )
             labelled = sum(p["labelled"] for p in parts)
             right = sum(p["right"] for p in parts)
             classified = sum(p["classified"] for p in parts)
@@ -196,27 +275,29 @@ class FeedbackBook:
             delays = sorted(d for p in parts for d in p["delays"] if d is not None)
             n_calls = calls.get(v) if known_calls else None
             low, high = wilson(right, classified) if classified else (None, None)
+            measured = right / classified if classified else None
+            by_bucket = {p["bucket"]: p for p in parts}
             versions.append(
                 VersionAccuracy(
                     version=v,
                     labelled=labelled,
                     calls=n_calls,
                     coverage=labelled / n_calls if n_calls else None,
-                    accuracy=right / classified if classified else None,
+                    accuracy=measured,
                     low=low,
                     high=high,
                     mae=sum(m * n for m, n in errors) / sum(n for _, n in errors)
                     if errors
                     else None,
                     median_delay_s=delays[len(delays) // 2] if delays else None,
+                    estimated=estimated,
+                    estimated_calls=estimated_calls,
+                    estimate_error=None
+                    if estimated is None or measured is None
+                    else estimated - measured,
                     points=[
-                        AccuracyPoint(
-                            start=since + (until - since) * p["bucket"] / buckets,
-                            labelled=p["labelled"],
-                            accuracy=p["right"] / p["classified"] if p["classified"] else None,
-                            mae=p["mae"],
-                        )
-                        for p in parts
+                        _point(since, until, buckets, b, by_bucket.get(b), estimated_at.get(b))
+                        for b in sorted(set(by_bucket) | set(estimated_at))
                     ],
                 )
             )

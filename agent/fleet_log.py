@@ -41,6 +41,7 @@ from agent.request_log import (
 from agent.schemas.coverage import Coverage, MissingHost
 from agent.schemas.fleet import (
     Columns,
+    ConfidenceCount,
     HostCounts,
     LabelCount,
     LatencyColumns,
@@ -338,6 +339,28 @@ class FleetRequestLog:
         found = self._gather("/v1/fleet/features", params, parse, coverage, source.model)
         parts += found.values()
         return counts_on_bins(vb, indexes, buckets, sum_dense(parts))
+
+    def confidence_counts(
+        self,
+        model: str,
+        version: str,
+        since: datetime,
+        until: datetime,
+        buckets: int,
+        edges: list[float],
+        coverage: Coverage | None = None,
+    ) -> list[tuple[int, int, int]]:
+        rows = self.local.confidence_counts(model, version, since, until, buckets, edges)
+        params: dict[str, Any] = {"model": model, "version": version, "buckets": buckets}
+        params.update(since=_when(naive_utc(since)), until=_when(naive_utc(until)), edges=edges)
+
+        def parse(doc: Any) -> list[tuple[int, int, int]]:
+            return [(c.bucket, c.bin, c.n) for c in map(ConfidenceCount.model_validate, doc)]
+
+        answers = self._gather("/v1/fleet/confidence", params, parse, coverage, model)
+        for found in answers.values():
+            rows += found
+        return rows
 
     def label_counts(
         self,

@@ -269,6 +269,48 @@ class LocalRequestLog:
         )
         return [(r["bucket"], r["label"], r["n"]) for r in rows]
 
+    def confidence_counts(
+        self,
+        model: str,
+        version: str,
+        since: datetime,
+        until: datetime,
+        buckets: int,
+        edges: list[float],
+        coverage: Coverage | None = None,
+    ) -> list[tuple[int, int, int]]:
+        """(time bucket, confidence bin, calls) of a version's answered primary calls: the
+        top class's probability, binned on `edges` (bin i holds edges[i-1] <= c < edges[i])."""
+        self._answered(coverage)
+        since, until = naive_utc(since), naive_utc(until)
+        rows = self.store.query(
+            f"""
+            SELECT least(floor((epoch(ts) - epoch($since::TIMESTAMP)) / $width),
+                         {buckets - 1})::INTEGER AS bucket,
+                   len(list_filter($edges::DOUBLE[], lambda e: e <= c))::INTEGER AS bin,
+                   count(*) AS n
+            FROM (
+                SELECT ts, list_max(from_json(output,
+                    '{{"predictions": [{{"probabilities": ["DOUBLE"]}}]}}'
+                    ).predictions[1].probabilities) AS c
+                FROM requests
+                WHERE model = $model AND version = $version AND role = 'primary'
+                  AND status = 200 AND ts >= $since AND ts < $until
+            )
+            WHERE c IS NOT NULL
+            GROUP BY ALL
+            """,
+            {
+                "model": model,
+                "version": version,
+                "since": since,
+                "until": until,
+                "width": _width(since, until, buckets),
+                "edges": edges,
+            },
+        )
+        return [(r["bucket"], r["bin"], r["n"]) for r in rows]
+
     def label_counts(
         self,
         source: DriftSource,

@@ -127,6 +127,17 @@ class RequestLog(Protocol):
         coverage: Coverage | None = None,
     ) -> dict[int, dict[str, int]] | None: ...
 
+    def confidence_counts(
+        self,
+        model: str,
+        version: str,
+        since: datetime,
+        until: datetime,
+        buckets: int,
+        edges: list[float],
+        coverage: Coverage | None = None,
+    ) -> list[tuple[int, int, int]]: ...
+
     def calls(
         self,
         model: str,

@@ -1,15 +1,17 @@
 """The evidence for one look at a rollout, gathered through the request log and handed to the
 pure judge (agent/analysis/judge.py): every canary call (served, or a copy of a stable call)
-against stable's since the rollout began, the pairs of answers since then, and the canary's
-drift from its own reference sample in the current step. Evidence accumulates over the
-steps (the judge's bounds hold over every look), so a step that passed leaves the next
-little to prove."""
+against stable's since the rollout began, the pairs of answers since then, the canary's
+drift from its own reference sample in the current step, and, once both arms have enough
+ground truth (agent/feedback.py), how many of their answers were wrong. Evidence
+accumulates over the steps (the judge's bounds hold over every look), so a step that passed
+leaves the next little to prove."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
+from agent.feedback import FeedbackBook
 from agent.request_log import DriftSource, RequestLog
 from agent.schemas.coverage import Coverage
 from agent.schemas.rollouts import Judgement, MetricVerdict, Rollout
@@ -17,11 +19,15 @@ from agent.store import naive_utc
 
 
 def judge_rollout(
-    requests: RequestLog, r: Rollout, now: datetime, reference: DriftSource | None = None
+    requests: RequestLog,
+    r: Rollout,
+    now: datetime,
+    reference: DriftSource | None = None,
+    feedback: FeedbackBook | None = None,
 ) -> Judgement:
     # numpy and scipy load with the first judgement, not with every controller.
 
-    from agent.analysis.judge import Look, VersionSample, judge
+    from agent.analysis.judge import Look, VersionSample, judge, judge_accuracy
 
     gates = r.policy.gates
     coverage = Coverage()
@@ -36,6 +42,12 @@ def judge_rollout(
     extra = [] if reference is None else [canary_drift(requests, r, now, reference)]
     if coverage.missing:
         extra.append(held_for_coverage(coverage, gates.max_missing_share))
+    look = Look(fail=r.looks + 1, passing=r.pass_looks + 1)
+    if feedback is not None:  # ground truth, once both arms have enough labelled answers
+        canary = feedback.correctness(r.model, r.canary, r.started_at, now)
+        stable = feedback.correctness(r.model, r.stable, r.started_at, now)
+        if min(canary[0], stable[0]) >= gates.min_requests:
+            extra.append(judge_accuracy(*canary, *stable, gates, look))
     return judge(
         sample(calls.canary),
         sample(~calls.canary),
@@ -43,7 +55,7 @@ def judge_rollout(
         pairs.pairs,
         gates,
         extra=extra,
-        look=Look(fail=r.looks + 1, passing=r.pass_looks + 1),
+        look=look,
     )
 
 

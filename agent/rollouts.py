@@ -24,6 +24,7 @@ from typing import Any
 
 from agent.controller import Controller
 from agent.errors import ApiError, NotFound
+from agent.feedback import FeedbackBook
 from agent.request_log import DriftSource, RequestLog
 from agent.rollout_judge import judge_rollout
 from agent.rollout_machine import (
@@ -52,10 +53,17 @@ def now_utc() -> datetime:
 
 
 class Rollouts:
-    def __init__(self, store: Store, controller: Controller, requests: RequestLog) -> None:
+    def __init__(
+        self,
+        store: Store,
+        controller: Controller,
+        requests: RequestLog,
+        feedback: FeedbackBook | None = None,
+    ) -> None:
         self.store = store
         self.ctl = controller
         self.requests = requests
+        self.feedback = feedback
         self._locks: dict[str, asyncio.Lock] = {}
 
     def _lock(self, model: str) -> asyncio.Lock:
@@ -145,7 +153,7 @@ class Rollouts:
             if not due(r, now):
                 continue
             judgement = await asyncio.to_thread(
-                judge_rollout, self.requests, r, now, self._reference(r)
+                judge_rollout, self.requests, r, now, self._reference(r), self.feedback
             )
             await self._conclude(r, judgement, now)
 

@@ -47,7 +47,7 @@ ACTIONS: tuple[ConsoleAction, ...] = (
     _show("drift", "d", "Drift", "per-feature drift of a version", "model", "version"),
     _show("rollout", "o", "Rollout", "the progressive rollout and its judge", "model"),
     _show("alerts", "l", "Alerts", "alerts firing and pending, and their history"),
-    _show("audit", "a", "Audit", "every action: who, when, before → after", "model"),
+    _show("audit", "a", "Audit", "every action: who, when, before → after", "model", "time"),
     ConsoleAction(
         "traffic",
         "t",

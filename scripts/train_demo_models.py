@@ -90,11 +90,15 @@ def train_and_register(store: ModelStore, out_dir: Path) -> list[str]:
         write_reference(
             reference, x_train[ref_idx], y_train[ref_idx], estimator.predict(x_train[ref_idx])
         )
+        # Held-out digits for the confidence calibration (the reference is training data).
+        held_out = out_dir / f"{MODEL}-{version}-calibration.parquet"
+        write_reference(held_out, x_test, y_test, estimator.predict(x_test))
         fields = manifest_fields(
             MODEL,
             version,
             artifact,
             reference,
+            calibration_sample=held_out,
             metrics=metrics,
             classes=[int(c) for c in estimator.classes_],
             script=str(Path(__file__).resolve()),

@@ -67,6 +67,16 @@ class ExpectedAnswers(_Strict):
     tolerance: float = Field(1e-4, ge=0, description="largest difference of a probability")
 
 
+class Calibration(_Strict):
+    """How often the version was right at each level of its own confidence (the top class's
+    probability), on its reference sample: confidence-based performance estimation reads the
+    accuracy to expect from the confidences of live calls, before their labels come."""
+
+    edges: list[float] = Field(description="inner bin edges of the confidence, rising")
+    accuracy: list[float] = Field(description="share right in each bin (len(edges) + 1)")
+    counts: list[int]
+
+
 class Provenance(_Strict):
     script: str | None = None
     git_commit: str | None = None
@@ -93,6 +103,7 @@ class Manifest(_Strict):
     reference_rows: int = 0
     provenance: Provenance = Field(default_factory=Provenance)
     expected: ExpectedAnswers | None = None
+    calibration: Calibration | None = None
     # Pickled artifacts run code on load: refused unless a manifest explicitly opts in,
     # and no runtime for them exists yet, so the flag is recorded but never honoured.
     allow_pickle: bool = False

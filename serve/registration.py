@@ -14,7 +14,7 @@ import duckdb
 import numpy as np
 import onnxruntime as ort
 
-from serve.manifest import ExpectedAnswers, InputSchema, OutputSchema, Provenance
+from serve.manifest import Calibration, ExpectedAnswers, InputSchema, OutputSchema, Provenance
 from serve.names import check_name, check_version
 from serve.onnx_model import predictions_json
 
@@ -125,8 +125,12 @@ def manifest_fields(
     metrics: dict[str, float] | None = None,
     classes: list[int | str] | None = None,
     script: str | None = None,
+    calibration_sample: Path | None = None,
 ) -> dict:
-    """Everything of a manifest except what the store computes (sha256, size, file names)."""
+    """Everything of a manifest except what the store computes (sha256, size, file names).
+    `calibration_sample`: labelled rows the model did not learn from (a held-out set), for
+    the confidence calibration; without it, the reference sample's labels are used (which,
+    if it was drawn from the training data, make the estimate optimistic)."""
     check_name("model", model)
     check_version(version)
     features = None
@@ -135,6 +139,7 @@ def manifest_fields(
         features = [c for c in reference_columns(reference) if c not in NON_FEATURE_COLUMNS]
         rows = reference_row_count(reference)
     input_schema, output_schema = describe_onnx(artifact, features, classes)
+    labelled = calibration_sample or reference
     return {
         "model": model,
         "version": version,
@@ -147,25 +152,41 @@ def manifest_fields(
         "expected": None
         if reference is None
         else expected_answers(artifact, input_schema, output_schema, reference),
+        "calibration": None
+        if labelled is None
+        else calibrate(artifact, input_schema, output_schema, labelled),
     }
 
 
-EXPECTED_ROWS = 16  # enough to tell another runtime or artifact; cheap to send at deploy
+CALIBRATION_BINS = 10  # enough to tell another runtime or artifact; cheap to send at deploy
 
 
-def expected_answers(
-    artifact: Path, input_schema: InputSchema, output_schema: OutputSchema, reference: Path
-) -> ExpectedAnswers | None:
-    """The version's answers, here and now (CPU), for the reference sample's first rows."""
+EXPECTED_ROWS = 16
+
+
+def _reference_rows(
+    reference: Path, input_schema: InputSchema, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The reference sample's feature rows (and its true labels, when it has them)."""
     con = duckdb.connect()
     try:
-        columns = ", ".join(f'"{f}"' for f in input_schema.features)
+        names = [*input_schema.features]
+        has_label = "label" in reference_columns(reference)
+        columns = ", ".join(f'"{f}"' for f in [*names, *(["label"] if has_label else [])])
         rows = con.execute(
-            f"SELECT {columns} FROM read_parquet(?) LIMIT {EXPECTED_ROWS}", [str(reference)]
+            f"SELECT {columns} FROM read_parquet(?)" + (f" LIMIT {limit}" if limit else ""),
+            [str(reference)],
         ).fetchnumpy()
     finally:
         con.close()
-    x = np.column_stack([rows[f] for f in input_schema.features]).astype(input_schema.dtype)
+    x = np.column_stack([rows[f] for f in names]).astype(input_schema.dtype)
+    return x, (np.asarray(rows["label"]) if has_label else None)
+
+
+def _run(
+    artifact: Path, input_schema: InputSchema, output_schema: OutputSchema, x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """The artifact's labels and probabilities for `x` on the CPU (None: it fails on them)."""
     session = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
     names = [output_schema.label_tensor]
     if output_schema.probabilities_tensor:
@@ -175,13 +196,48 @@ def expected_answers(
     except Exception as exc:  # onnxruntime raises its own untyped errors
         # Registered all the same (what it does when served is for the operator to see),
         # but with nothing to compare its deployed answers with.
-        log.warning(
-            "%s fails on its reference rows (%s): no expected answers stored", artifact, exc
-        )
+        log.warning("%s fails on its reference rows: %s", artifact, exc)
         return None
-    probabilities = np.asarray(out[1]) if len(out) > 1 else None
+    return np.asarray(out[0]), (np.asarray(out[1]) if len(out) > 1 else None)
+
+
+def calibrate(
+    artifact: Path, input_schema: InputSchema, output_schema: OutputSchema, reference: Path
+) -> Calibration | None:
+    """Accuracy per bin of confidence on the whole reference sample (a classifier with
+    probabilities, and a reference with its true labels); equal-count bins."""
+    x, truth = _reference_rows(reference, input_schema)
+    if truth is None or output_schema.kind != "classification" or len(x) < CALIBRATION_BINS:
+        return None
+    ran = _run(artifact, input_schema, output_schema, x)
+    if ran is None or ran[1] is None:
+        return None
+    labels, probabilities = ran[0], ran[1]
+    confidence = probabilities.max(axis=1)
+    right = labels.astype(str) == truth.astype(str)
+    edges = sorted(set(np.quantile(confidence, np.linspace(0, 1, CALIBRATION_BINS + 1)[1:-1])))
+    bins = np.searchsorted(edges, confidence, side="right")
+    counts = np.bincount(bins, minlength=len(edges) + 1)
+    hits = np.bincount(bins, weights=right, minlength=len(edges) + 1)
+    accuracy = [
+        float(h / n) if n else float(right.mean()) for h, n in zip(hits, counts, strict=True)
+    ]
+    return Calibration(
+        edges=[float(e) for e in edges], accuracy=accuracy, counts=[int(n) for n in counts]
+    )
+
+
+def expected_answers(
+    artifact: Path, input_schema: InputSchema, output_schema: OutputSchema, reference: Path
+) -> ExpectedAnswers | None:
+    """The version's answers, here and now (CPU), for the reference sample's first rows."""
+    x, _ = _reference_rows(reference, input_schema, EXPECTED_ROWS)
+    ran = _run(artifact, input_schema, output_schema, x)
+    if ran is None:
+        return None
+    labels, probabilities = ran
     return ExpectedAnswers(
         instances=[[float(v) for v in row] for row in x],
-        predictions=predictions_json(np.asarray(out[0]), probabilities),
+        predictions=predictions_json(labels, probabilities),
         runtime=f"onnxruntime {ort.__version__} CPUExecutionProvider",
     )

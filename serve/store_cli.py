@@ -45,6 +45,7 @@ def cmd_register(args: argparse.Namespace) -> int:
         Path(args.artifact),
         Path(args.reference) if args.reference else None,
         metrics=_parse_metrics(args.metric),
+        calibration_sample=Path(args.calibration) if args.calibration else None,
     )
     manifest = store.register(
         fields, Path(args.artifact), Path(args.reference) if args.reference else None
@@ -97,6 +98,11 @@ def build_parser(prog: str = "trackside models") -> argparse.ArgumentParser:
     reg.add_argument("version")
     reg.add_argument("artifact", help="the .onnx file")
     reg.add_argument("--reference", help="reference sample (parquet) of the training data")
+    reg.add_argument(
+        "--calibration",
+        help="labelled held-out rows (parquet, the reference's columns and `label`): how often"
+        " the model is right at each confidence, for estimating accuracy before labels come",
+    )
     reg.add_argument(
         "--metric", action="append", default=[], metavar="NAME=VALUE", help="offline metric"
     )

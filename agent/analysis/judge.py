@@ -52,17 +52,19 @@ from serve.model_config import RolloutGates
 # a slower or wider latency shows at any level.
 FAIL_SHARES = {
     "error_rate": 0.8,
-    "latency": 0.08,
+    "latency": 0.06,
     "spread": 0.02,
     "tail": 0.06,
     "disagreement": 0.04,
+    "accuracy": 0.02,  # labelled calls (ground truth), when a rollout has enough
 }
 PASS_SHARES = {
     "error_rate": 0.35,
-    "latency": 0.2,
+    "latency": 0.15,
     "spread": 0.05,
     "tail": 0.2,
     "disagreement": 0.2,
+    "accuracy": 0.05,
 }
 # Failing looks where 2% of calls 5x slower show most (past the 99.5th percentile); passing
 # looks where there are enough calls to bound (past the 98th), at most twice stable's share.
@@ -149,13 +151,17 @@ def _budgets(metric: str, gates: RolloutGates, look: Look) -> tuple[float, float
 
 
 def judge_errors(
-    canary: VersionSample, stable: VersionSample, gates: RolloutGates, look: Look = ONE_WINDOW
+    canary: VersionSample,
+    stable: VersionSample,
+    gates: RolloutGates,
+    look: Look = ONE_WINDOW,
+    metric: str = "error_rate",
 ) -> MetricVerdict:
     if canary.requests == 0:
-        return MetricVerdict(metric="error_rate", verdict="marginal", note="no canary calls yet")
+        return MetricVerdict(metric=metric, verdict="marginal", note="no canary calls yet")
     nc, xc, ns, xs = canary.requests, canary.errors, max(stable.requests, 1), stable.errors
     rate_c, rate_s = xc / nc, xs / ns
-    fail_a, pass_a = _budgets("error_rate", gates, look)
+    fail_a, pass_a = _budgets(metric, gates, look)
     # Given the errors of both arms, how many fell on the canary (exact; conditional).
     share = nc / (nc + ns)
     p = float(stats.binom.sf(xc - 1, xc + xs, share)) if xc else 1.0
@@ -185,7 +191,7 @@ def judge_errors(
         verdict = "marginal"
         note = f"canary's errors could be up to {high:+.2%} over stable's (margin {margin:.2%})"
     return MetricVerdict(
-        metric="error_rate",
+        metric=metric,
         verdict=verdict,
         canary=rate_c,
         stable=rate_s,
@@ -196,6 +202,30 @@ def judge_errors(
         note=note,
         details=details,
     )
+
+
+def judge_accuracy(
+    canary_labelled: int,
+    canary_wrong: int,
+    stable_labelled: int,
+    stable_wrong: int,
+    gates: RolloutGates,
+    look: Look = ONE_WINDOW,
+) -> MetricVerdict:
+    """Ground truth: a wrong answer is a failed call, judged by the errors' own rules (exact
+    conditional test to fail, the bound within the margin to pass) on its own budget."""
+    v = judge_errors(
+        VersionSample(latencies_ms=np.zeros(canary_labelled), errors=canary_wrong),
+        VersionSample(latencies_ms=np.zeros(stable_labelled), errors=stable_wrong),
+        gates,
+        look,
+        metric="accuracy",
+    )
+    note = (
+        f"{1 - (v.canary or 0):.2%} of {canary_labelled} labelled canary answers right,"
+        f" {1 - (v.stable or 0):.2%} of stable's {stable_labelled}: {v.verdict}"
+    )
+    return v.model_copy(update={"note": note})
 
 
 def _logs(sample: VersionSample) -> np.ndarray:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from agent.api.context import Context, Since, authorized
+from agent.api.context import Context, Since, Until, authorized
 from agent.schemas.audit import AuditEntry
 from serve.names import ModelName
 
@@ -18,14 +18,17 @@ router = APIRouter(tags=["audit"], dependencies=[Depends(authorized)])
 def audit(
     ctx: Context,
     since: Since = None,
+    until: Until = None,
     model: ModelName | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEntry]:
+    """Newest first; `until` shows what had happened by an instant."""
     rows = ctx.store.query(
         "SELECT id, ts, who, action, model, request, before, after, result, error FROM audit"
-        " WHERE (?::TIMESTAMP IS NULL OR ts >= ?) AND (?::VARCHAR IS NULL OR model = ?)"
+        " WHERE (?::TIMESTAMP IS NULL OR ts >= ?) AND (?::TIMESTAMP IS NULL OR ts < ?)"
+        " AND (?::VARCHAR IS NULL OR model = ?)"
         " ORDER BY id DESC LIMIT ?",
-        [since, since, model, model, limit],
+        [since, since, until, until, model, model, limit],
     )
     for row in rows:
         for key in ("request", "before", "after"):

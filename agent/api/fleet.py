@@ -13,6 +13,7 @@ from agent.local_log import LocalRequestLog
 from agent.request_log import RequestFilter
 from agent.schemas.fleet import (
     Columns,
+    ConfidenceCount,
     HostCounts,
     LabelCount,
     LatencyColumns,
@@ -62,6 +63,21 @@ def labels(
 ) -> list[LabelCount]:
     part = log.label_part(model, version, since, until, buckets)
     return [LabelCount(bucket=b, label=label, n=n) for b, label, n in part]
+
+
+@router.get("/confidence")
+def confidence(
+    log: Local,
+    model: ModelName,
+    version: VersionName,
+    since: SinceRequired,
+    until: UntilRequired,
+    edges: Annotated[list[float], Query(max_length=100)],
+    buckets: Buckets = 1,
+) -> list[ConfidenceCount]:
+    """Answered primary calls per (time bucket, bin of the top class's probability)."""
+    part = log.confidence_counts(model, version, since, until, buckets, edges)
+    return [ConfidenceCount(bucket=b, bin=i, n=n) for b, i, n in part]
 
 
 @router.get("/latency")

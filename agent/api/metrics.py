@@ -5,6 +5,7 @@ agent/traffic_metrics.py), and on the controller each model's rollout and alerts
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -15,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from agent.api.context import AgentContext, Context, authorized
 from agent.schemas.rollouts import FINISHED
+from agent.store import utcnow
 
 router = APIRouter(tags=["metrics"], dependencies=[Depends(authorized)])
 HOST_GAUGES = [
@@ -109,10 +111,63 @@ class AlertCollector(Collector):
             "1 while the rule's alert on the model version is in this state",
             labels=["rule", "model", "version", "state"],
         )
+        value = GaugeMetricFamily(
+            "trackside_alert_value",
+            "the rule's latest measure of the model version (its kind's unit)",
+            labels=["rule", "model", "version"],
+        )
+        drifted = GaugeMetricFamily(
+            "trackside_version_drifted_share_ratio",
+            "input features drifted from the version's reference (a drifted_share rule's)",
+            labels=["model", "version"],
+        )
+        kinds = {
+            (m, rule.name): rule.kind
+            for m, config in (self.ctx.controller.models if self.ctx.controller else {}).items()
+            for rule in config.alerts
+        }
         for a in self.ctx.alerts.states():
             for s in ("pending", "firing"):
                 gauge.add_metric([a.rule, a.model, a.version, s], 1.0 if a.state == s else 0.0)
+            if a.value is not None:
+                value.add_metric([a.rule, a.model, a.version], a.value)
+                if kinds.get((a.model, a.rule)) == "drifted_share":
+                    drifted.add_metric([a.model, a.version], a.value)
         yield gauge
+        yield value
+        yield drifted
+
+
+class AccuracyCollector(Collector):
+    """Accuracy per version over the last hour, from the ground truth (controller)."""
+
+    def __init__(self, ctx: AgentContext) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[Metric]:
+        if self.ctx.feedback is None:
+            return
+        accuracy = GaugeMetricFamily(
+            "trackside_version_accuracy_ratio",
+            "share of labelled answers right, predictions of the last hour",
+            labels=["model", "version"],
+        )
+        coverage = GaugeMetricFamily(
+            "trackside_version_label_coverage_ratio",
+            "share of the last hour's calls whose ground truth came",
+            labels=["model", "version"],
+        )
+        until = utcnow()
+        for model in sorted(self.ctx.feedback.models):
+            hour = until - timedelta(hours=1)
+            report = self.ctx.feedback.accuracy(model, hour, until, 1, with_estimate=False)
+            for v in report.versions:
+                if v.accuracy is not None:
+                    accuracy.add_metric([model, v.version], v.accuracy)
+                if v.coverage is not None:
+                    coverage.add_metric([model, v.version], v.coverage)
+        yield accuracy
+        yield coverage
 
 
 # Errors are JSON like everywhere else; only the answer is Prometheus' text.
@@ -128,6 +183,13 @@ JSON_ERRORS: dict[int | str, dict[str, Any]] = {
 @router.get("/metrics", response_class=PlainTextResponse, responses=JSON_ERRORS)
 def metrics(ctx: Context) -> str:
     registry = CollectorRegistry(auto_describe=False)
-    for collector in (HostCollector(ctx), ctx.traffic, RolloutCollector(ctx), AlertCollector(ctx)):
+    collectors = (
+        HostCollector(ctx),
+        ctx.traffic,
+        RolloutCollector(ctx),
+        AlertCollector(ctx),
+        AccuracyCollector(ctx),
+    )
+    for collector in collectors:
         registry.register(collector)
     return generate_latest(registry).decode()

@@ -77,6 +77,7 @@ class AccuracyPoint(BaseModel):
     labelled: int
     accuracy: float | None = None
     mae: float | None = None
+    estimated: float | None = None  # from the calls' confidence (before their labels)
 
 
 class VersionAccuracy(BaseModel):
@@ -89,6 +90,11 @@ class VersionAccuracy(BaseModel):
     high: float | None = None
     mae: float | None = None  # regressors: mean absolute error
     median_delay_s: float | None = None  # truth known after the prediction, median
+    # Confidence-based estimate (CBPE): the accuracy to expect from the calls' own top-class
+    # probabilities, calibrated at registration; known before any label comes.
+    estimated: float | None = None
+    estimated_calls: int = 0  # answered calls the estimate reads
+    estimate_error: float | None = None  # estimated - measured, once labels are in
     points: list[AccuracyPoint] = Field(default_factory=list)
 
 

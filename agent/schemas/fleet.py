@@ -66,6 +66,12 @@ class LabelCount(BaseModel):
     n: int
 
 
+class ConfidenceCount(BaseModel):
+    bucket: int
+    bin: int
+    n: int
+
+
 class LatencyColumns(BaseModel):
     """Per (bucket, version): calls and errors; per (bucket, version, bin): latency counts.
     Versions are indexes into `versions`."""

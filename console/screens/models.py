@@ -1,9 +1,13 @@
 """Models: each model's versions with weights, shadow, replicas, autoscaling, live latency,
-and Serve's problems (e.g. "unschedulable: needs GPU"). The actions (traffic, promote,
-rollback, retire) act on the selected row, or on the model and version the command line
-names; each answer, the table before → after or the agent's refusal, is shown below."""
+accuracy over the last hour (measured from ground truth, with its label coverage, and the
+estimate from the calls' confidence), and Serve's problems (e.g. "unschedulable: needs
+GPU"). The actions (traffic, promote, rollback, retire) act on the selected row, or on the
+model and version the command line names; each answer, the table before → after or the
+agent's refusal, is shown below."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 from rich.text import Text
 from textual import work
@@ -12,7 +16,14 @@ from textual.markup import escape
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
-from agent.client import ActionResult, AgentError, LatencyPoint, ModelStatus
+from agent.client import (
+    AccuracyReport,
+    ActionResult,
+    AgentError,
+    LatencyPoint,
+    ModelStatus,
+    VersionAccuracy,
+)
 from console.screens.base import ConsoleScreen, FilterInput
 from console.state import ConsoleState
 from console.widgets.modals import ConfirmTyped, TrafficChoice, TrafficForm
@@ -45,6 +56,27 @@ class ActionAnswered(Message):
         self.error = error
 
 
+class AccuracyLoaded(Message):
+    def __init__(self, reports: dict[str, AccuracyReport]) -> None:
+        super().__init__()
+        self.reports = reports
+
+
+ACCURACY_WINDOW = timedelta(hours=1)
+ACCURACY_EVERY_S = 10.0  # the ground truth moves slowly; the fleet is asked this often
+
+
+def accuracy_text(v: VersionAccuracy | None) -> str:
+    """97.1% (12% labelled), or ~95.0% est. when only the confidence-based estimate is in."""
+    if v is None:
+        return "-"
+    if v.accuracy is not None:
+        share = f", {v.coverage:.0%} labelled" if v.coverage is not None else ""
+        est = f", est. {v.estimated:.1%}" if v.estimated is not None else ""
+        return f"{v.accuracy:.1%}{share}{est}"
+    return f"~{v.estimated:.1%} est." if v.estimated is not None else "-"
+
+
 class ModelsScreen(ConsoleScreen):
     screen_name = "models"
     main = "#versions"
@@ -60,6 +92,7 @@ class ModelsScreen(ConsoleScreen):
         super().__init__(state)
         self.rows: dict[str, tuple[str, str]] = {}  # row key → (model, version)
         self.wanted: str | None = None  # a row the command line asked for
+        self.accuracy: dict[str, AccuracyReport] = {}  # model → the last hour's
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -87,11 +120,39 @@ class ModelsScreen(ConsoleScreen):
             ("p99", "p99 ms"),
             ("rps", "RPS"),
             ("err", "ERR%"),
+            ("accuracy", "ACCURACY (1 h)"),
             ("hosts", "HOSTS (5 min)"),
             ("problem", "PROBLEM"),
         ]:
             table.add_column(label, key=key)
         table.focus()
+        self.set_interval(ACCURACY_EVERY_S, self._reload_if_current)
+
+    def _reload_if_current(self) -> None:
+        if self.is_current:
+            self.load()
+
+    def load(self) -> None:
+        if self.controller is not None and self.state.offers("/v1/accuracy"):
+            self.load_accuracy()
+
+    @work(exclusive=True, group="accuracy")
+    async def load_accuracy(self) -> None:
+        client = self.controller
+        if client is None:
+            return
+        since = datetime.now(UTC) - ACCURACY_WINDOW
+        reports = {}
+        for m in self.state.models():
+            try:
+                reports[m.model] = await client.accuracy(m.model, since=since, buckets=1)
+            except AgentError:
+                continue  # the column shows "-"; the screen's other data is unaffected
+        self.post_message(AccuracyLoaded(reports))
+
+    def on_accuracy_loaded(self, message: AccuracyLoaded) -> None:
+        self.accuracy = message.reports
+        self.show()
 
     # -- what is selected -------------------------------------------------------------------
     def select(self, *args: str) -> None:
@@ -241,6 +302,8 @@ class ModelsScreen(ConsoleScreen):
         self.rows.clear()
         for m in models:
             lat = latency_by_version(ctl.latency, m.model)
+            report = self.accuracy.get(m.model)
+            acc = {a.version: a for a in report.versions} if report else {}
             for v in m.versions:
                 p = lat.get(v.version)
                 role = ", ".join(
@@ -269,6 +332,7 @@ class ModelsScreen(ConsoleScreen):
                     num(p.p99_ms if p else None, "{:.0f}"),
                     num(p.rps if p else None, "{:.1f}"),
                     num(p.error_rate * 100 if p else None, "{:.1f}"),
+                    accuracy_text(acc.get(v.version)),
                     plain(host_split(v.hosts)),
                     Text(v.problem, style="red") if v.problem else "",
                     key=key,

@@ -479,3 +479,29 @@ async def test_rollout_start_pause_resume_and_abort_from_the_console(controller)
         await _confirm(pilot, app, canary)
         await until(pilot, lambda: "aborted" in str(title.render()), 30)
         assert client.model("digits").table.weights == {stable: 100}
+
+
+@pytest.mark.ray
+async def test_audit_jumps_to_an_instant_and_names_the_table_then_serving(controller):
+    from datetime import UTC, datetime
+
+    from tests.e2e.test_console_house import _command
+
+    agent, client, _ = controller
+    stable = client.model("digits").stable
+    at = datetime.now(UTC).replace(microsecond=0)
+    then = client.routing_history("digits", at=at).in_force
+    assert then is not None
+    app = TracksideConsole([LocalSource(agent.url, token=agent.token())], poll_interval_s=0.5)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.offers("/v1/routing/history"))
+        await _command(pilot, app, f"audit digits {at.isoformat()}")
+        await until(pilot, lambda: getattr(app.screen, "screen_name", "") == "audit")
+        note = app.screen.query_one("#note", Static)
+        await until(pilot, lambda: "serving then" in str(note.render()), 30)
+        text = str(note.render())
+        assert f"route #{then.route_version}" in text and stable in text
+        shown = app.screen.query_one("#audit", DataTable)
+        entries = app.screen.entries
+        assert entries and all(e.ts <= at and e.model == "digits" for e in entries)
+        assert shown.row_count == len(entries)

@@ -149,3 +149,34 @@ def test_a_rule_pending_fires_on_a_later_tick_once_held_for_its_duration(tmp_pat
     asyncio.run(alerts.tick())  # the state read back from DuckDB, then held long enough
     assert [a.version for a in alerts.page().firing] == ["v1"]
     assert [e.change for e in alerts.page().history] == ["firing", "pending"]
+
+
+def test_alert_and_accuracy_series_in_metrics_pass_promtool(tmp_path, demo_store):
+    from agent.api.context import AgentContext
+    from agent.api.metrics import metrics
+    from agent.collectors.gpu import GpuCollector
+    from agent.feedback import FeedbackBook
+    from agent.tokens import TokenBook
+    from tests.fake_nvml import three_gpus
+    from tests.promtool import check_metrics
+
+    rules = [{"name": "e", "kind": "error_rate", "threshold": 0.1, "for": 0, "min_calls": 10}]
+    ctl = controller(tmp_path, demo_store, FakeServe(), alerts=rules)
+    log = LocalRequestLog(ctl.store)
+    alerts = Alerts(ctl.store, ctl, log, None, None)
+    log_calls(ctl, tmp_path, n=20, failing=10)
+    asyncio.run(alerts.tick())
+    ctx = AgentContext(
+        store=ctl.store,
+        tokens=TokenBook(tmp_path / "tokens", "t"),
+        gpu=GpuCollector(nvml=three_gpus()),  # FAKE NVML: no GPU on this machine
+        requests=log,
+        local=log,
+        controller=ctl,
+        alerts=alerts,
+        feedback=FeedbackBook(ctl.store, log, {"digits"}),
+    )
+    text = metrics(ctx)
+    assert 'trackside_alert_state{model="digits",rule="e",state="firing",version="v1"} 1.0' in text
+    assert 'trackside_alert_value{model="digits",rule="e",version="v1"} 0.5' in text
+    check_metrics(text)

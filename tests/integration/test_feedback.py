@@ -74,7 +74,8 @@ def test_a_second_truth_replaces_the_first_and_one_record_alone_is_accepted(book
     again = book.add(BODY.validate_python({"model": "digits", "request_id": "c-1", "label": 2}))
     assert again.joined == 1 and again.replaced == 1
     report = book.accuracy("digits", T0 - timedelta(minutes=1), datetime.now(UTC), buckets=1)
-    (v1,) = report.versions
+    v1, v2 = report.versions  # v2 has calls and no truth: listed, with its coverage 0
+    assert v2.labelled == 0 and v2.calls == 10 and v2.accuracy is None
     assert v1.labelled == 1 and v1.accuracy == 1.0
     assert v1.coverage == pytest.approx(1 / 30)
 
@@ -84,7 +85,7 @@ def test_a_regressors_truth_gives_its_mean_absolute_error(book):
         body([{"request_id": "c-0", "value": 1.5}, {"request_id": "c-1", "value": 1.0}])
     )
     assert result.joined == 2
-    (v1,) = book.accuracy("digits", T0 - timedelta(minutes=1), datetime.now(UTC), 1).versions
+    v1, _ = book.accuracy("digits", T0 - timedelta(minutes=1), datetime.now(UTC), 1).versions
     assert v1.mae == pytest.approx((0.5 + 1.0) / 2) and v1.accuracy is None
 
 
@@ -100,3 +101,28 @@ def test_bad_feedback_is_refused_with_the_reason(book):
     ):
         with pytest.raises(ValidationError):
             BODY.validate_python(bad)
+
+
+def test_the_estimate_from_confidence_comes_before_the_labels(tmp_path, demo_store):
+    """CBPE: every call answered with probabilities (0.5, 0.5) sits in the calibration's
+    lowest bin, so the expected accuracy is that bin's held-out accuracy."""
+    store = Store(tmp_path / "agent.duckdb")
+    writer = SpoolWriter(tmp_path / "spool", "test")
+    for i in range(20):
+        ts = T0 + timedelta(seconds=i)
+        writer.append(make_record(i, request_id=f"e-{i}", version="v1", ts=ts, output=answer(1)))
+    writer.flush()
+    ingest_once(store, tmp_path / "spool")
+    book = FeedbackBook(store, LocalRequestLog(store), {"digits"}, demo_store)
+    calibration = demo_store.manifest("digits", "v1").calibration
+    assert calibration is not None and len(calibration.accuracy) == len(calibration.edges) + 1
+    lowest = calibration.accuracy[sum(e <= 0.5 for e in calibration.edges)]
+    since = T0 - timedelta(minutes=1)
+    (v1,) = book.accuracy("digits", since, datetime.now(UTC), buckets=2).versions
+    assert v1.labelled == 0 and v1.accuracy is None  # no truth yet
+    assert v1.estimated == pytest.approx(lowest) and v1.estimated_calls == 20
+    assert any(p.estimated == pytest.approx(lowest) for p in v1.points)
+    book.add(BODY.validate_python({"model": "digits", "request_id": "e-0", "label": 1}))
+    (v1,) = book.accuracy("digits", since, datetime.now(UTC), buckets=2).versions
+    assert v1.accuracy == 1.0 and v1.estimate_error == pytest.approx(lowest - 1.0)
+    store.close()

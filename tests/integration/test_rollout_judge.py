@@ -133,3 +133,30 @@ def test_a_good_canary_with_repeated_client_ids_is_not_failed(store, tmp_path):
     log(store, tmp_path, traffic(600, client_id="retry-1"))
     by = {m.metric: m for m in judged(store, T0 + timedelta(seconds=600)).metrics}
     assert by["disagreement"].verdict == "pass" and by["disagreement"].canary == 0
+
+
+def test_ground_truth_fails_a_canary_whose_answers_are_wrong(store, tmp_path):
+    from agent.feedback import FeedbackBook
+    from agent.schemas.feedback import FeedbackBatch
+
+    records = []
+    for i in range(300):
+        ts = T0 + timedelta(seconds=i)
+        records.append(make_record(i, request_id=f"s-{i}", ts=ts, version="v1", output=answer(1)))
+        # The canary is wrong on a fifth of its answers; latency and errors are like stable's.
+        label = 2 if i % 5 == 0 else 1
+        records.append(
+            make_record(i, request_id=f"c-{i}", ts=ts, version="v2", output=answer(label))
+        )
+    log(store, tmp_path, records)
+    book = FeedbackBook(store, LocalRequestLog(store), {"digits"})
+    r, _ = start("digits", "v2", "v1", POLICY, T0, "test")
+    now = T0 + timedelta(seconds=300)
+    without = judge_rollout(LocalRequestLog(store), r, now, feedback=book)
+    assert "accuracy" not in {m.metric for m in without.metrics}  # no labels yet: not judged
+    truth = [{"request_id": f"{arm}-{i}", "label": 1} for arm in "sc" for i in range(300)]
+    assert book.add(FeedbackBatch(model="digits", records=truth)).joined == 600
+    judged = judge_rollout(LocalRequestLog(store), r, now, feedback=book)
+    by = {m.metric: m for m in judged.metrics}
+    assert by["accuracy"].verdict == "fail" and judged.verdict == "fail"
+    assert by["accuracy"].canary == pytest.approx(0.2) and by["accuracy"].stable == 0
