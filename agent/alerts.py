@@ -13,13 +13,15 @@ The payload, POSTed to a webhook as JSON and given to a command on stdin:
 
 A webhook is retried (`retries` times, 1 s, 2 s, 4 s ... apart) on an error or a non-2xx
 answer; a command runs without a shell and is killed at its timeout. Neither ever blocks
-the evaluation or the agent: each runs as its own task."""
+the evaluation or the agent: each runs as its own task. A command gets the agent's
+environment without any variable named like a token."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import os
 import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -264,11 +266,15 @@ class Alerts:
         self.store.audit(WHO, "alert_webhook", body["model"], request, None, None, result, error)
 
     async def _command(self, action: CommandAction, rule: AlertRule, body: dict[str, Any]) -> None:
+        # The agent's environment without its secrets (Ray's token, tokens of any kind): a
+        # hook gets the payload, not the keys to the cluster.
+        env = {k: v for k, v in os.environ.items() if "TOKEN" not in k.upper()}
         proc = await asyncio.create_subprocess_exec(
             *action.command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            env=env,
         )
         error = None
         try:

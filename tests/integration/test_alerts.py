@@ -68,7 +68,8 @@ def log_calls(ctl, tmp_path, n: int, failing: int, start: int = 0) -> None:
     ingest_once(ctl.store, tmp_path / "spool")
 
 
-def test_a_rule_fires_runs_its_hooks_and_resolves(tmp_path, demo_store, receiver):
+def test_a_rule_fires_runs_its_hooks_and_resolves(tmp_path, demo_store, receiver, monkeypatch):
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "the-clusters-secret")
     hook_out = tmp_path / "hook.jsonl"
     rules = [
         {
@@ -109,6 +110,8 @@ def test_a_rule_fires_runs_its_hooks_and_resolves(tmp_path, demo_store, receiver
     assert receiver.broken_calls == 3  # the first try and two retries
     hooked = [json.loads(line) for line in hook_out.read_text().splitlines()]
     assert hooked[0]["rule"] == "v1-errors" and hooked[0]["status"] == "firing"
+    seen_env = (tmp_path / "hook.jsonl.env").read_text().split()
+    assert "PATH" in seen_env and "RAY_AUTH_TOKEN" not in seen_env  # no secrets for hooks
     audit = {
         (row["action"], row["result"]): row
         for row in ctl.store.query("SELECT action, result, request, error FROM audit")
@@ -135,7 +138,10 @@ def test_too_few_calls_is_no_verdict(tmp_path, demo_store):
     assert alerts.page().firing == [] and alerts.page().pending == []
 
 
-_APPEND = "import sys; open(sys.argv[1], 'a').write(sys.stdin.read() + '\\n')"
+_APPEND = (
+    "import os, sys; open(sys.argv[1], 'a').write(sys.stdin.read() + '\\n');"
+    " open(sys.argv[1] + '.env', 'w').write(' '.join(sorted(os.environ)))"
+)
 
 
 def test_a_rule_pending_fires_on_a_later_tick_once_held_for_its_duration(tmp_path, demo_store):

@@ -451,8 +451,36 @@ def test_feedback_on_real_predictions_gives_their_exact_accuracy(controller):
         time.sleep(1)
     assert result.joined == 60 and not result.rejected
     report = client.accuracy("digits", since=started)
-    for v in report.versions:
+    labelled = [v for v in report.versions if v.labelled]  # others had calls, no truth
+    assert {v.version for v in labelled} == {version for version, _ in answered.values()}
+    for v in labelled:
         mine = [rid for rid, (version, _) in answered.items() if version == v.version]
         right = sum(answered[rid][1] == truth[rid] for rid in mine)
         assert v.labelled == len(mine) and v.accuracy == right / len(mine), v
     assert sum(v.labelled for v in report.versions) == 60
+
+
+def test_the_cli_verbs_of_the_loop(controller, tmp_path):
+    """feedback FILE, accuracy, routing --at and alerts, as an operator types them."""
+    agent, _, cluster = controller
+    url = f"{cluster.serve_url}/models/digits/predict"
+    _, x_test, _, y_test = split()
+    rid = f"cli-{time.time_ns()}"
+    r = httpx.post(url, json={"instances": [x_test[0].tolist()]}, headers={"x-request-id": rid})
+    assert r.status_code == 200
+    truth = tmp_path / "truth.csv"
+    truth.write_text(f"request_id,label\n{rid},{int(y_test[0])}\nnot-logged,3\n")
+    deadline = time.monotonic() + 30
+    while True:  # until the call is in the log
+        out = cli(agent, "feedback", "digits", str(truth))
+        if "1 joined" in out.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert out.returncode == 0 and "2 records, 1 joined" in out.stdout, out.stdout + out.stderr
+    assert "1 not in the request log (e.g. not-logged)" in out.stdout
+    out = cli(agent, "accuracy", "digits")
+    assert out.returncode == 0 and "ACCURACY" in out.stdout and "ESTIMATED" in out.stdout
+    out = cli(agent, "routing", "digits", "--at", datetime.now(UTC).isoformat())
+    assert out.returncode == 0 and "route_version" in out.stdout, out.stderr
+    out = cli(agent, "alerts")
+    assert out.returncode in (0, 1) and "STATE" in out.stdout, out.stderr
