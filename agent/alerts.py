@@ -93,8 +93,11 @@ class Alerts:
         return f"alert:{model}:{rule}:{version}"
 
     def states(self) -> list[AlertState]:
+        """Of the rules configured now (a rule taken out of the TOML no longer fires)."""
+        rules = {(m, r.name) for m, c in self.ctl.models.items() for r in c.alerts}
         rows = self.store.query("SELECT value FROM kv WHERE key LIKE 'alert:%' ORDER BY key")
-        return [AlertState.model_validate_json(r["value"]) for r in rows]
+        found = [AlertState.model_validate_json(r["value"]) for r in rows]
+        return [a for a in found if (a.model, a.rule) in rules]
 
     def page(self) -> AlertsPage:
         states = self.states()

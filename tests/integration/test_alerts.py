@@ -186,3 +186,14 @@ def test_alert_and_accuracy_series_in_metrics_pass_promtool(tmp_path, demo_store
     assert 'trackside_alert_state{model="digits",rule="e",state="firing",version="v1"} 1.0' in text
     assert 'trackside_alert_value{model="digits",rule="e",version="v1"} 0.5' in text
     check_metrics(text)
+
+
+def test_a_rule_taken_out_of_the_config_no_longer_shows_as_firing(tmp_path, demo_store):
+    rules = [{"name": "e", "kind": "error_rate", "threshold": 0.1, "for": 0, "min_calls": 10}]
+    ctl = controller(tmp_path, demo_store, FakeServe(), alerts=rules)
+    alerts = Alerts(ctl.store, ctl, LocalRequestLog(ctl.store), None, None)
+    log_calls(ctl, tmp_path, n=20, failing=10)
+    asyncio.run(alerts.tick())
+    assert [a.rule for a in alerts.page().firing] == ["e"]
+    ctl.models["digits"] = ctl.models["digits"].model_copy(update={"alerts": []})
+    assert alerts.page().firing == [] and alerts.states() == []
