@@ -1,15 +1,20 @@
 """Alerts, evaluated by the controller every few seconds: each model's `[[alerts]]` rules
 (serve/model_config.py AlertRule) measured on every deployed version over the rule's window,
-through the fleet's request log and feedback; the states (agent/alert_machine.py) kept in
-DuckDB with their history; and the actions of a rule run when it fires (and, for webhooks
-and commands, when it resolves), in the background, each result in the audit table.
+through the fleet's request log and feedback, and the host rules of configs/agent.toml
+(`[[controller.alerts]]`, HostAlertRule) measured on every host of the fleet (an agent that
+does not answer is `agent_down`); the states (agent/alert_machine.py) kept in DuckDB with
+their history; and the actions of a rule run when it fires (and, for webhooks and commands,
+when it resolves), in the background, each result in the audit table.
 
 The payload, POSTed to a webhook as JSON and given to a command on stdin:
 
     {"schema": 1, "status": "firing" | "resolved", "rule": "errors", "kind": "error_rate",
-     "model": "digits", "model_version": "v2", "value": 0.12, "threshold": 0.05,
-     "for_s": 60, "window_s": 300, "since": "2026-12-01T03:12:00Z", "at": "...",
-     "controller": "gpu-head", "summary": "digits/v2 error_rate 0.12 > 0.05 for 60 s"}
+     "model": "digits", "model_version": "v2", "host": null, "value": 0.12,
+     "threshold": 0.05, "for_s": 60, "window_s": 300, "since": "2026-12-01T03:12:00Z",
+     "at": "...", "controller": "gpu-head",
+     "summary": "digits/v2 error_rate 0.12 > 0.05 for 60 s"}
+
+A host rule's has "host": "gpu-node-2" and null model and model_version.
 
 A webhook is retried (`retries` times, 1 s, 2 s, 4 s ... apart) on an error or a non-2xx
 answer; a command runs without a shell and is killed at its timeout. Neither ever blocks
@@ -23,29 +28,38 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from agent.alert_machine import initial, step
+from agent.alert_machine import Rule, initial, step
 from agent.controller import Controller
 from agent.errors import ApiError
 from agent.feedback import FeedbackBook
 from agent.request_log import RequestLog
 from agent.rollouts import Rollouts
-from agent.schemas.alerts import AlertEvent, AlertsPage, AlertState, Change
+from agent.schemas.alerts import AlertEvent, AlertsPage, AlertState, Change, HostFacts
 from agent.schemas.coverage import Coverage
 from agent.store import Store, naive_utc, utcnow
-from serve.model_config import AlertRule, CommandAction, RolloutAction, WebhookAction
+from serve.model_config import (
+    AlertRule,
+    CommandAction,
+    HostAlertKind,
+    HostAlertRule,
+    RolloutAction,
+    WebhookAction,
+)
 from serve.model_store import StoreError
 
 log = logging.getLogger("trackside.alerts")
 HISTORY_KEPT = 100
+Seen = tuple[list[HostFacts], Coverage]  # a tick's facts of every host, per window length
 WHO = "alerts"
 
 
-def payload(rule: AlertRule, state: AlertState, change: Change) -> dict[str, Any]:
+def payload(rule: Rule, state: AlertState, change: Change) -> dict[str, Any]:
     status = "firing" if change == "firing" else "resolved"
     value = "-" if state.value is None else f"{state.value:.4g}"
     sign = "<" if rule.kind == "accuracy" else ">"
@@ -54,8 +68,9 @@ def payload(rule: AlertRule, state: AlertState, change: Change) -> dict[str, Any
         "status": status,
         "rule": rule.name,
         "kind": rule.kind,
-        "model": state.model,
-        "model_version": state.version,
+        "model": state.model or None,
+        "model_version": state.version or None,
+        "host": state.host,
         "value": state.value,
         "threshold": rule.threshold,
         "for_s": rule.for_s,
@@ -63,11 +78,24 @@ def payload(rule: AlertRule, state: AlertState, change: Change) -> dict[str, Any
         "since": state.since.isoformat() + "Z",
         "at": utcnow().isoformat() + "Z",
         "controller": socket.gethostname(),
-        "summary": f"{state.model}/{state.version} {rule.kind} {value} {sign} {rule.threshold:g}"
+        "summary": f"{state.subject} {rule.kind} {value} {sign} {rule.threshold:g}"
         f" for {rule.for_s:g} s"
         if status == "firing"
-        else f"{state.model}/{state.version} {rule.kind} {value}: back within {rule.threshold:g}",
+        else f"{state.subject} {rule.kind} {value}: back within {rule.threshold:g}",
     }
+
+
+def host_value(kind: HostAlertKind, facts: HostFacts) -> float | None:
+    """A host rule's measure of one host that answered (None: nothing to measure)."""
+    if kind == "agent_down":
+        return 0.0
+    if kind == "gpu_xid":
+        return float(facts.xid_errors)
+    if kind == "gpu_ecc":
+        return float(facts.ecc_errors)
+    if kind == "gpu_throttle":
+        return facts.throttled_share
+    return float(facts.spool_drops)
 
 
 class Alerts:
@@ -79,6 +107,7 @@ class Alerts:
         feedback: FeedbackBook | None,
         rollouts: Rollouts | None,
         transport: httpx.AsyncBaseTransport | None = None,
+        host_rules: Sequence[HostAlertRule] = (),
     ) -> None:
         self.store = store
         self.ctl = controller
@@ -86,18 +115,26 @@ class Alerts:
         self.feedback = feedback
         self.rollouts = rollouts
         self.transport = transport
+        self.host_rules = list(host_rules)
         self.tasks: set[asyncio.Task[None]] = set()
 
     # -- state ---------------------------------------------------------------------------------
-    def _key(self, rule: str, model: str, version: str) -> str:
-        return f"alert:{model}:{rule}:{version}"
+    def _key(self, rule: str, model: str, version: str, host: str | None) -> str:
+        return (
+            f"alert:@host:{rule}:{host}" if host is not None else f"alert:{model}:{rule}:{version}"
+        )
 
     def states(self) -> list[AlertState]:
         """Of the rules configured now (a rule taken out of the TOML no longer fires)."""
         rules = {(m, r.name) for m, c in self.ctl.models.items() for r in c.alerts}
+        host_rules = {r.name for r in self.host_rules}
         rows = self.store.query("SELECT value FROM kv WHERE key LIKE 'alert:%' ORDER BY key")
         found = [AlertState.model_validate_json(r["value"]) for r in rows]
-        return [a for a in found if (a.model, a.rule) in rules]
+        return [
+            a
+            for a in found
+            if (a.rule in host_rules if a.host is not None else (a.model, a.rule) in rules)
+        ]
 
     def page(self) -> AlertsPage:
         states = self.states()
@@ -117,6 +154,7 @@ class Alerts:
             rule=state.rule,
             model=state.model,
             version=state.version,
+            host=state.host,
             change=change,
             value=state.value,
             threshold=state.threshold,
@@ -130,7 +168,7 @@ class Alerts:
     def measure(self, rule: AlertRule, model: str, version: str, now: datetime) -> float | None:
         """The rule's measure of one version over its window (None: too little to tell)."""
         since = now - timedelta(seconds=rule.window_s)
-        if rule.kind in ("error_rate", "p99_ms"):
+        if rule.kind in ("error_rate", "fallback_share", "p99_ms"):
             points = self.requests.latency(
                 model, version, since, now, int(rule.window_s), Coverage()
             )
@@ -139,6 +177,8 @@ class Alerts:
                 return None
             if rule.kind == "error_rate":
                 return sum(p.error_rate * p.requests for p in points) / calls
+            if rule.kind == "fallback_share":
+                return sum(p.fallback_rate * p.requests for p in points) / calls
             return max((p.p99_ms for p in points if p.p99_ms is not None), default=None)
         if rule.kind in ("accuracy", "accuracy_drop"):
             if self.feedback is None:
@@ -168,9 +208,37 @@ class Alerts:
             return None
         return sum(f.decision.drifted for f in drift.features) / len(drift.features)
 
+    def measure_hosts(
+        self,
+        rule: HostAlertRule,
+        now: datetime,
+        seen: dict[float, Seen],
+    ) -> dict[str, float | None]:
+        """The rule's measure of every host over its window: the hosts that answered, and those
+        that did not (1 for `agent_down`, else no measure). `seen` keeps one fleet-wide ask
+        per window length within a tick."""
+        if rule.window_s not in seen:
+            coverage = Coverage()
+            since = now - timedelta(seconds=rule.window_s)
+            seen[rule.window_s] = (self.requests.host_facts(since, now, coverage), coverage)
+        facts, coverage = seen[rule.window_s]
+        values = {f.host: host_value(rule.kind, f) for f in facts}
+        for missing in coverage.missing:
+            values[missing.host] = 1.0 if rule.kind == "agent_down" else None
+        return {h: v for h, v in values.items() if not rule.hosts or h in rule.hosts}
+
     # -- the tick ------------------------------------------------------------------------------
-    async def tick(self) -> None:
-        now = datetime.now(UTC)  # aware, as the stored states read back
+    async def tick(self, now: datetime | None = None) -> None:
+        now = now or datetime.now(UTC)  # aware, as the stored states read back
+        seen: dict[float, Seen] = {}
+        for host_rule in self.host_rules:
+            try:
+                values = await asyncio.to_thread(self.measure_hosts, host_rule, now, seen)
+            except Exception:  # one rule's measure must not stop the others
+                log.exception("host alert %s: no measure", host_rule.name)
+                continue
+            for host, value in sorted(values.items()):
+                self._advance(host_rule, "", "", value, now, host)
         for model, config in self.ctl.models.items():
             if not config.alerts:
                 continue
@@ -188,11 +256,17 @@ class Alerts:
                     self._advance(rule, model, version, value, now)
 
     def _advance(
-        self, rule: AlertRule, model: str, version: str, value: float | None, now: datetime
+        self,
+        rule: Rule,
+        model: str,
+        version: str,
+        value: float | None,
+        now: datetime,
+        host: str | None = None,
     ) -> None:
-        key = self._key(rule.name, model, version)
+        key = self._key(rule.name, model, version, host)
         doc = self.store.get_state(key)
-        state = AlertState.model_validate(doc) if doc else initial(rule, model, version, now)
+        state = AlertState.model_validate(doc) if doc else initial(rule, model, version, now, host)
         state = state.model_copy(update={"threshold": rule.threshold})
         nxt, change = step(state, rule, value, now)
         self.store.put_state(key, nxt.model_dump(mode="json"))
@@ -204,8 +278,10 @@ class Alerts:
             self.store.audit(
                 WHO,
                 f"alert_{change}",
-                model,
-                {"rule": rule.name, "version": version},
+                model or None,
+                {"rule": rule.name, "version": version}
+                if host is None
+                else {"rule": rule.name, "host": host},
                 None,
                 None,
                 change,
@@ -228,14 +304,14 @@ class Alerts:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
     # -- actions -------------------------------------------------------------------------------
-    async def _run(self, action: Any, rule: AlertRule, body: dict[str, Any]) -> None:
+    async def _run(self, action: Any, rule: Rule, body: dict[str, Any]) -> None:
         model = body["model"]
         try:
             if isinstance(action, WebhookAction):
                 await self._webhook(action, rule, body)
             elif isinstance(action, CommandAction):
                 await self._command(action, rule, body)
-            elif isinstance(action, RolloutAction):
+            elif isinstance(action, RolloutAction) and isinstance(rule, AlertRule):
                 await self._rollout(action, rule, body)
         except Exception as exc:  # an action's failure is audited, never the agent's
             log.exception("alert %s action failed", rule.name)
@@ -243,7 +319,7 @@ class Alerts:
                 WHO, "alert_action", model, {"rule": rule.name}, None, None, "failed", repr(exc)
             )
 
-    async def _webhook(self, action: WebhookAction, rule: AlertRule, body: dict[str, Any]) -> None:
+    async def _webhook(self, action: WebhookAction, rule: Rule, body: dict[str, Any]) -> None:
         error = None
         attempts = 0
         async with httpx.AsyncClient(timeout=action.timeout_s, transport=self.transport) as http:
@@ -268,7 +344,7 @@ class Alerts:
         result = "failed" if error else "ok"
         self.store.audit(WHO, "alert_webhook", body["model"], request, None, None, result, error)
 
-    async def _command(self, action: CommandAction, rule: AlertRule, body: dict[str, Any]) -> None:
+    async def _command(self, action: CommandAction, rule: Rule, body: dict[str, Any]) -> None:
         # The agent's environment without its secrets (Ray's token, tokens of any kind): a
         # hook gets the payload, not the keys to the cluster.
         env = {k: v for k, v in os.environ.items() if "TOKEN" not in k.upper()}

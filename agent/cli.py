@@ -207,20 +207,20 @@ def retire(client: AgentClient, args: argparse.Namespace) -> int:
 
 @verb()
 def alerts(client: AgentClient, args: argparse.Namespace) -> int:
-    """alerts firing and pending, per rule and model version, and the latest changes"""
+    """alerts firing and pending, per rule and model version (or host), and the latest changes"""
     page = client.alerts()
     rows = [
         [
             a.state,
             a.rule,
-            f"{a.model}/{a.version}",
+            a.subject,
             _num(a.value),
             f"{a.threshold:g}",
             a.since.strftime("%Y-%m-%d %H:%M:%S"),
         ]
         for a in [*page.firing, *page.pending]
     ]
-    print(_table(rows, ["STATE", "RULE", "VERSION", "VALUE", "THRESHOLD", "SINCE (UTC)"]))
+    print(_table(rows, ["STATE", "RULE", "ON", "VALUE", "THRESHOLD", "SINCE (UTC)"]))
     for e in page.history[:10]:
         print(f"  {e.ts:%Y-%m-%d %H:%M:%S} {e.change}: {e.message}")
     return 1 if page.firing else 0

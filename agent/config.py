@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.defaults import DATA_DIR, DEFAULT_HOST, DEFAULT_PORT
 from serve.config_file import load_toml
+from serve.model_config import HostAlertRule
 
 MIN_INTERVAL_S = 0.25
 
@@ -70,8 +71,17 @@ class ControllerSettings(_Strict):
     apply_timeout_s: float = Field(120, gt=0)
     # How long an action waits for a version Serve is redeploying before refusing.
     settle_s: float = Field(15, ge=0, le=600)
-    # How often the models' [[alerts]] rules are evaluated.
+    # How often the models' [[alerts]] rules and these host rules are evaluated.
     alert_interval_s: float = Field(15, ge=1, le=3600)
+    alerts: list[HostAlertRule] = Field(default_factory=list)
+
+    @field_validator("alerts")
+    @classmethod
+    def _unique(cls, rules: list[HostAlertRule]) -> list[HostAlertRule]:
+        names = [r.name for r in rules]
+        if len(names) != len(set(names)):
+            raise ValueError(f"host alert rule names must be unique: {names}")
+        return rules
 
 
 class FleetSettings(_Strict):

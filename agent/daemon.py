@@ -141,7 +141,14 @@ class Agent:
                 self.controller.model_store,
             )
             rollouts = Rollouts(self.store, self.controller, self.requests, feedback)
-            alerts = Alerts(self.store, self.controller, self.requests, feedback, rollouts)
+            alerts = Alerts(
+                self.store,
+                self.controller,
+                self.requests,
+                feedback,
+                rollouts,
+                host_rules=config.controller.alerts,
+            )
             replayer = Replayer(
                 self.store,
                 self.requests,

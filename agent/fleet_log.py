@@ -38,6 +38,7 @@ from agent.request_log import (
     latency_points,
     sum_dense,
 )
+from agent.schemas.alerts import HostFacts
 from agent.schemas.coverage import Coverage, MissingHost
 from agent.schemas.fleet import (
     Columns,
@@ -429,6 +430,16 @@ class FleetRequestLog:
         for rows in self._gather("/v1/fleet/replicas", {}, _replicas, coverage, None).values():
             out += rows
         return sorted(out, key=lambda r: (r.host, r.model, r.version, r.replica))
+
+    def host_facts(
+        self, since: datetime, until: datetime, coverage: Coverage | None = None
+    ) -> list[HostFacts]:
+        params = {"since": _when(since), "until": _when(until)}
+        out = self.local.host_facts(since, until, coverage)
+        found = self._gather(
+            "/v1/fleet/host-facts", params, HostFacts.model_validate, coverage, None
+        )
+        return out + [found[host] for host in sorted(found)]
 
     def traffic(
         self, model: str, since: datetime, until: datetime, coverage: Coverage | None = None

@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from agent.store import REQUEST_COLUMNS, Store
-from agent.traffic_metrics import TRAFFIC_SQL, TrafficCount, traffic_counts
+from agent.traffic_metrics import Traffic, traffic_of
 
 log = logging.getLogger("trackside.agent.ingest")
 MAX_FILES_PER_BATCH = 2000
@@ -43,7 +43,7 @@ class IngestResult:
     seconds: float
     folded: int = 0  # calls folded into the summaries
     fold_seconds: float = 0.0
-    traffic: list[TrafficCount] = field(default_factory=list)  # what was stored, for /metrics
+    traffic: Traffic = field(default_factory=Traffic)  # what was stored, for /metrics
 
 
 @dataclass
@@ -90,7 +90,7 @@ def pending_files(spool: Path, skip: set[str] | None = None) -> list[Path]:
     )
 
 
-def _insert(store: Store, files: list[Path]) -> tuple[int, int, int, float, list[TrafficCount]]:
+def _insert(store: Store, files: list[Path]) -> tuple[int, int, int, float, Traffic]:
     select = ", ".join(f'"{c}"::{t} AS "{c}"' for c, t in REQUEST_COLUMNS.items())
     names = [str(f) for f in files]
     columns = ", ".join(f'"{c}"' for c in REQUEST_COLUMNS)
@@ -118,7 +118,7 @@ def _insert(store: Store, files: list[Path]) -> tuple[int, int, int, float, list
         t0 = time.perf_counter()
         folded = store.summaries.fold(cur, "batch")
         fold_s = time.perf_counter() - t0
-        traffic = traffic_counts(cur.execute(TRAFFIC_SQL.format(table="batch")).fetchall())
+        traffic = traffic_of(cur, "batch")
         cur.execute("DROP TABLE batch")
     return int(read), int(inserted), folded, fold_s, traffic
 
@@ -161,7 +161,7 @@ def ingest_once(store: Store, spool: Path, delete: bool = True) -> IngestResult:
         files = good
         try:
             read, inserted, folded, fold_s, traffic = (
-                _insert(store, files) if files else (0, 0, 0, 0.0, [])
+                _insert(store, files) if files else (0, 0, 0, 0.0, Traffic())
             )
         except duckdb.Error as second:
             raise IngestWriteError(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import Conflict
+from agent.host_facts import host_facts
 from agent.replicas import local_replicas
 from agent.request_log import (
     CALL_WINDOW_COLUMNS,
@@ -34,6 +35,7 @@ from agent.request_log import (
     label_counts_of,
     latency_points,
 )
+from agent.schemas.alerts import HostFacts
 from agent.schemas.coverage import Coverage
 from agent.schemas.fleet import HostCounts
 from agent.schemas.host import LatencyPoint
@@ -43,7 +45,7 @@ from agent.store import Store, naive_utc, utcnow
 from agent.summaries import VersionBins, minute_window
 
 # Columns of the log that no reader needs.
-_INTERNAL = "sticky_key_hash, dropped_total, ingested_at, call_id, pair_id"
+_INTERNAL = "sticky_key_hash, dropped_total, shadows_shed_total, ingested_at, call_id, pair_id"
 
 
 def _bodies(row: dict[str, Any]) -> dict[str, Any]:
@@ -118,12 +120,12 @@ class LocalRequestLog:
     def call_part(
         self, model: str, canary: str, stable: str, since: datetime, until: datetime
     ) -> dict[str, Any]:
-        """One entry per call of the canary or stable: ts (µs), total_ms, canary, failed. The
-        canary's include the copies of stable's calls it answered (role shadow): evidence that
-        no user saw."""
+        """One entry per call of the canary or stable: ts (µs), model_ms (the replica's
+        latency_ms), canary, failed. The canary's include the copies of stable's calls it
+        answered (role shadow): evidence that no user saw."""
         return self.store.query_arrays(
             f"""
-            SELECT epoch_us(ts) AS ts_us, total_ms,
+            SELECT epoch_us(ts) AS ts_us, coalesce(latency_ms, 'NaN'::DOUBLE) AS model_ms,
                    (version = $canary OR fallback_from = $canary) AS canary,
                    {FAILED} AS failed
             FROM requests
@@ -335,8 +337,8 @@ class LocalRequestLog:
         until: datetime,
         step_s: int,
     ) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
-        """Series ("model/version"), then (t, series, calls, errors) and (t, series, bin, n)
-        of primary calls, t in epoch seconds of buckets of `step_s`."""
+        """Series ("model/version"), then (t, series, calls, errors, fallbacks) and (t, series,
+        bin, n) of primary calls, t in epoch seconds of buckets of `step_s`."""
         import numpy as np
 
         since, until = minute_window(naive_utc(since), naive_utc(until))
@@ -350,7 +352,8 @@ class LocalRequestLog:
         bucket = "epoch(time_bucket(to_seconds($step), minute, $since))::BIGINT"
         calls = self.store.query_arrays(
             f"""SELECT {bucket} AS t, model || '/' || version AS series,
-                       sum(calls)::BIGINT AS calls, sum(errors)::BIGINT AS errors
+                       sum(calls)::BIGINT AS calls, sum(errors)::BIGINT AS errors,
+                       sum(fallbacks)::BIGINT AS fallbacks
                 FROM summary_calls WHERE {where} GROUP BY ALL""",
             params,
         )
@@ -403,6 +406,12 @@ class LocalRequestLog:
     def replicas(self, coverage: Coverage | None = None) -> list[ReplicaReport]:
         self._answered(coverage)
         return local_replicas(self.spool, self.store) if self.spool is not None else []
+
+    def host_facts(
+        self, since: datetime, until: datetime, coverage: Coverage | None = None
+    ) -> list[HostFacts]:
+        self._answered(coverage)
+        return [host_facts(self.store, self.host, since, until)]
 
 
 def _width(since: datetime, until: datetime, buckets: int) -> float:

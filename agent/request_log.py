@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from agent.schemas.alerts import HostFacts
 from agent.schemas.coverage import Coverage
 from agent.schemas.fleet import HostCounts
 from agent.schemas.host import LatencyPoint
@@ -63,7 +64,9 @@ class CallWindow:
     """Primary calls of a canary and its stable over a window, one entry per call."""
 
     ts: np.ndarray  # datetime64[us]
-    total_ms: np.ndarray
+    # The answering replica's own time for the call (latency_ms: the same instrument for a
+    # call and its shadow copy, which the router's total_ms is not); NaN when none answered.
+    model_ms: np.ndarray
     canary: np.ndarray  # bool: the call went to the canary (answered by it or its fallback)
     failed: np.ndarray  # bool
 
@@ -170,6 +173,12 @@ class RequestLog(Protocol):
         """The model-version replicas of the hosts, as each described itself."""
         ...
 
+    def host_facts(
+        self, since: datetime, until: datetime, coverage: Coverage | None = None
+    ) -> list[HostFacts]:
+        """What the host alert rules measure, of every host that answered."""
+        ...
+
 
 # -- merging the parts: the same for one host and for a fleet ------------------------------
 def concat(parts: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, Any]:
@@ -256,7 +265,7 @@ def label_counts_of(
     return out
 
 
-CALL_COLUMNS = ("t", "series", "calls", "errors")
+CALL_COLUMNS = ("t", "series", "calls", "errors", "fallbacks")
 LATENCY_COLUMNS = ("t", "series", "bin", "n")
 
 
@@ -269,23 +278,26 @@ def latency_points(
     step_s: int,
     now: datetime,
 ) -> list[LatencyPoint]:
-    """Latency points from summed parts: `calls` (t, series, calls, errors) and `latency`
-    (t, series, bin, n); t in epoch seconds, series an index into `series` ("model/version")."""
+    """Latency points from summed parts: `calls` (t, series, calls, errors, fallbacks) and
+    `latency` (t, series, bin, n); t in epoch seconds, series an index into `series`
+    ("model/version")."""
     import numpy as np
 
     from agent.analysis.bins import latency_quantiles
 
     per: dict[tuple[int, int], list[int]] = {}
-    for t, s, c, e in zip(*(np.asarray(calls[k]).tolist() for k in CALL_COLUMNS), strict=True):
-        total = per.setdefault((t, s), [0, 0])
+    columns = (np.asarray(calls[k]).tolist() for k in CALL_COLUMNS)
+    for t, s, c, e, f in zip(*columns, strict=True):
+        total = per.setdefault((t, s), [0, 0, 0])
         total[0] += c
         total[1] += e
+        total[2] += f
     hist: dict[tuple[int, int], dict[int, int]] = {}
     for t, s, b, n in zip(*(np.asarray(latency[k]).tolist() for k in LATENCY_COLUMNS), strict=True):
         counts = hist.setdefault((t, s), {})
         counts[b] = counts.get(b, 0) + n
     points = []
-    for (t, s), (c, e) in sorted(per.items(), key=lambda kv: (kv[0][0], series[kv[0][1]])):
+    for (t, s), (c, e, f) in sorted(per.items(), key=lambda kv: (kv[0][0], series[kv[0][1]])):
         counts = hist.get((t, s), {})
         p50, p95, p99 = latency_quantiles(
             np.array(list(counts), dtype=np.int64),
@@ -305,6 +317,7 @@ def latency_points(
                 requests=c,
                 rps=c / seconds,
                 error_rate=e / c if c else 0.0,
+                fallback_rate=f / c if c else 0.0,
                 p50_ms=p50,
                 p95_ms=p95,
                 p99_ms=p99,
@@ -313,7 +326,7 @@ def latency_points(
     return points
 
 
-CALL_WINDOW_COLUMNS = ("ts_us", "total_ms", "canary", "failed")
+CALL_WINDOW_COLUMNS = ("ts_us", "model_ms", "canary", "failed")
 
 
 def call_window_of(columns: dict[str, Any]) -> CallWindow:
@@ -321,7 +334,7 @@ def call_window_of(columns: dict[str, Any]) -> CallWindow:
 
     return CallWindow(
         ts=np.asarray(columns["ts_us"], dtype=np.int64).astype("datetime64[us]"),
-        total_ms=np.nan_to_num(np.asarray(columns["total_ms"], dtype=float)),
+        model_ms=np.asarray(columns["model_ms"], dtype=float),
         canary=np.asarray(columns["canary"]).astype(bool),
         failed=np.asarray(columns["failed"]).astype(bool),
     )

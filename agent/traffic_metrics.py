@@ -1,6 +1,8 @@
 """Per-version traffic for Prometheus, counted as the agent ingests its host's request log:
-calls by model, version, role and status class, a latency histogram, and fallbacks booked on
-the version that failed. Counted once per stored call (after the ingest transaction commits,
+calls by model, version, role and status class (shadow copies sent are role="shadow"), a
+latency histogram, fallbacks booked on the version that failed, and per model the records
+its routers dropped (a full spool) and the shadow copies they shed (too busy). Counted once
+per stored call (after the ingest transaction commits,
 so a retried batch is not counted twice) and kept in memory: a restart resets them, as
 Prometheus counters may. Each agent exposes its own host's share; Prometheus sums the fleet.
 
@@ -11,7 +13,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -48,11 +51,40 @@ class TrafficCount:
     at_most: tuple[int, ...]  # calls within each of LATENCY_BUCKETS_S, cumulative
 
 
-def traffic_counts(rows: Sequence[tuple]) -> list[TrafficCount]:
-    return [
+# Each router's running totals as its latest file in the batch carried them.
+ROUTER_SQL = """
+SELECT model, replica, max(dropped_total), max(shadows_shed_total)
+FROM {table} WHERE replica IS NOT NULL GROUP BY ALL
+"""
+
+
+@dataclass(frozen=True)
+class RouterTotals:
+    model: str
+    replica: str
+    dropped: int  # records the router dropped since it started
+    shed: int  # shadow copies it shed since it started
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What one ingested batch adds to the counters."""
+
+    calls: list[TrafficCount] = field(default_factory=list)
+    routers: list[RouterTotals] = field(default_factory=list)
+
+
+def traffic_of(cur: Any, table: str) -> Traffic:
+    """The counts of the calls in `table` (a DuckDB cursor inside the ingest transaction)."""
+    calls = [
         TrafficCount(m, v, r, c, f, int(n), float(s), tuple(int(x) for x in at))
-        for m, v, r, c, f, n, s, at in rows
+        for m, v, r, c, f, n, s, at in cur.execute(TRAFFIC_SQL.format(table=table)).fetchall()
     ]
+    routers = [
+        RouterTotals(m, rep, int(d or 0), int(s or 0))
+        for m, rep, d, s in cur.execute(ROUTER_SQL.format(table=table)).fetchall()
+    ]
+    return Traffic(calls, routers)
 
 
 class TrafficMetrics(Collector):
@@ -62,10 +94,15 @@ class TrafficMetrics(Collector):
         self._fallbacks: dict[tuple[str, str], int] = {}
         # (model, version, role) -> (count, seconds, cumulative bucket counts)
         self._latency: dict[tuple[str, str, str], tuple[int, float, tuple[int, ...]]] = {}
+        # (model, replica) -> its totals as last seen; model -> what they added up to
+        self._routers: dict[tuple[str, str], RouterTotals] = {}
+        self._dropped: dict[str, int] = {}
+        self._shed: dict[str, int] = {}
 
-    def observe(self, counts: Sequence[TrafficCount]) -> None:
+    def observe(self, traffic: Traffic) -> None:
         with self._lock:
-            for c in counts:
+            self._count_routers(traffic.routers)
+            for c in traffic.calls:
                 key = (c.model, c.version, c.role, c.code)
                 self._calls[key] = self._calls.get(key, 0) + c.calls
                 if c.fallback_from:
@@ -76,10 +113,24 @@ class TrafficMetrics(Collector):
                 summed = tuple(a + b for a, b in zip(at, c.at_most, strict=True))
                 self._latency[where] = (n + c.calls, s + c.seconds, summed)
 
+    def _count_routers(self, totals: Sequence[RouterTotals]) -> None:
+        """A router's totals rise, or start again from 0 when it restarts (its new value
+        then counts whole), as Prometheus' increase() reads a counter."""
+        for t in totals:
+            last = self._routers.get((t.model, t.replica))
+            for kept, now, before in (
+                (self._dropped, t.dropped, last.dropped if last else 0),
+                (self._shed, t.shed, last.shed if last else 0),
+            ):
+                rise = now - before if now >= before else now
+                kept[t.model] = kept.get(t.model, 0) + rise
+            self._routers[(t.model, t.replica)] = t
+
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             calls, fallbacks = dict(self._calls), dict(self._fallbacks)
             latency = dict(self._latency)
+            dropped, shed = dict(self._dropped), dict(self._shed)
         requests = CounterMetricFamily(
             "trackside_requests",
             "calls logged by this host's routers, by the version that answered",
@@ -105,3 +156,19 @@ class TrafficMetrics(Collector):
             buckets = [(repr(b), float(x)) for b, x in zip(LATENCY_BUCKETS_S, at_most, strict=True)]
             histogram.add_metric(list(where), [*buckets, ("+Inf", float(n))], sum_value=seconds)
         yield histogram
+        for name, doc, values in (
+            (
+                "trackside_spool_dropped_records",
+                "request records routers dropped (spool full)",
+                dropped,
+            ),
+            (
+                "trackside_shadow_shed",
+                "shadow copies routers shed (too many calls in flight)",
+                shed,
+            ),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["model"])
+            for model, n in sorted(values.items()):
+                family.add_metric([model], n)
+            yield family

@@ -162,7 +162,7 @@ class TracksideConsole(App[None]):
         if page is not None and page.firing:
             first = page.firing[0]
             more = f" (+{len(page.firing) - 1} more, l lists them)" if len(page.firing) > 1 else ""
-            parts.append(f"⚠ ALERT {first.rule} on {first.model}/{first.version}{more}")
+            parts.append(f"⚠ ALERT {first.rule} on {first.subject}{more}")
         return " · ".join(parts)
 
     def action_show(self, name: str, *args: str) -> None:

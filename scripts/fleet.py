@@ -204,6 +204,10 @@ def up(folder: Path, nodes: int) -> int:
                     config.read_text() + f'[controller]\ndashboard = "{head.dashboard_url}"\n'
                     f"serve_port = {head.ports['serve_http']}\n"
                     f'models = ["{model_toml(folder, nodes)}"]\n'
+                    # The fleet's own watch: an agent that stops answering, a GPU in trouble.
+                    "alert_interval_s = 2\n"
+                    '[[controller.alerts]]\nname = "agent-down"\nkind = "agent_down"\nfor = 4\n'
+                    '[[controller.alerts]]\nname = "gpu-xid"\nkind = "gpu_xid"\nfor = 0\n'
                 )
             proc = start_agent(config, node / "agent.log", i == 0, ray_auth)
             agents.append(proc)

@@ -150,7 +150,9 @@ class RolloutGates(_Strict):
     # The typical call (geometric mean) at most this much slower; spread (the log-latency
     # standard deviation) at most this ratio of stable's.
     latency_tolerance: float = Field(0.15, ge=0, le=100)
-    spread_ratio: float = Field(1.25, ge=1, le=100)
+    # 1.5: the arms' spreads differ by up to 1.3x for the very same artifact on a busy host (a
+    # version with less traffic batches less); a doubled variance still fails, on the tail.
+    spread_ratio: float = Field(1.5, ge=1, le=100)
     # Calls past stable's 98th percentile: at most this many times stable's share.
     max_tail_ratio: float = Field(2.0, ge=1, le=100)
     max_disagreement: float = Field(0.02, ge=0, le=1)
@@ -238,13 +240,16 @@ class RolloutAction(_Strict):
 
 
 AlertAction = WebhookAction | CommandAction | RolloutAction
-AlertKind = Literal["error_rate", "p99_ms", "accuracy", "accuracy_drop", "drifted_share"]
+AlertKind = Literal[
+    "error_rate", "fallback_share", "p99_ms", "accuracy", "accuracy_drop", "drifted_share"
+]
 
 
 class AlertRule(_Strict):
     """A condition on each version of the model, over the last `window_s`: above `threshold`
-    (below it, for `accuracy`), held for `for_s`, fires; `accuracy_drop` is the offline
-    accuracy (the manifest's) minus the measured one."""
+    (below it, for `accuracy`), held for `for_s`, fires; `fallback_share` is the share of the
+    version's calls its fallback answered; `accuracy_drop` is the offline accuracy (the
+    manifest's) minus the measured one."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -256,6 +261,29 @@ class AlertRule(_Strict):
     min_calls: Annotated[int, Field(ge=0), INTEGRAL] = 20  # fewer: no verdict, no alert
     versions: list[str] | None = None  # default: every deployed version
     actions: list[AlertAction] = Field(default_factory=list)
+
+
+HostAlertKind = Literal["agent_down", "gpu_xid", "gpu_ecc", "gpu_throttle", "spool_drops"]
+
+
+class HostAlertRule(_Strict):
+    """A condition on each host of the fleet (`[[controller.alerts]]` in configs/agent.toml),
+    evaluated by the controller: above `threshold`, held for `for_s`, fires. `agent_down` is 1
+    while the host's agent does not answer the controller (0 when it does); `gpu_xid` and
+    `gpu_ecc` count critical XID events and uncorrectable ECC errors over `window_s`;
+    `gpu_throttle` is the share of the window's GPU samples the hardware slowed (thermal,
+    power brake, hardware slowdown); `spool_drops` counts request records its routers
+    dropped (a full spool)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    kind: HostAlertKind
+    threshold: float = 0.0
+    for_s: float = Field(60.0, ge=0, le=86_400, alias="for")
+    window_s: float = Field(300.0, ge=10, le=7 * 86_400)
+    hosts: list[str] | None = None  # default: every host of the fleet
+    actions: list[WebhookAction | CommandAction] = Field(default_factory=list)
 
 
 class ModelConfig(_Strict):

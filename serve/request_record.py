@@ -38,6 +38,8 @@ SPOOL_COLUMNS: dict[str, str] = {
     # two calls may share one; no two calls share a call_id.
     "call_id": "VARCHAR",
     "pair_id": "VARCHAR",  # a shadow copy → the call_id of the primary call it copies
+    # Shadow copies this router had shed (too busy to send them) when the file was written.
+    "shadows_shed_total": "BIGINT",
 }
 
 

@@ -293,6 +293,8 @@ class Router:
     ) -> None:
         if self.in_flight > self.settings.shadow_shed_above:
             self.shadows_shed += 1
+            if self.spool is not None:  # on record with the next file, for /metrics
+                self.spool.shadows_shed = self.shadows_shed
             if self.shadows_shed == 1 or self.shadows_shed % 1000 == 0:
                 log.warning(
                     "router %s is busy (%d requests in flight): %d shadow copies shed so far",

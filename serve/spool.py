@@ -71,6 +71,7 @@ class SpoolWriter:
         self.max_buffered = max_buffered
         self.buffer_cap = max_buffer_bytes
         self.dropped = 0
+        self.shadows_shed = 0  # the router's count, written with every file as dropped is
         self.written = 0
         self.files = 0
         self.write_errors = 0
@@ -175,6 +176,7 @@ class SpoolWriter:
         }
         columns["ts"] = np.array([r.ts.replace(tzinfo=None) for r in batch], dtype="datetime64[us]")
         columns["dropped_total"] = np.full(len(batch), self.dropped, dtype=np.int64)
+        columns["shadows_shed_total"] = np.full(len(batch), self.shadows_shed, dtype=np.int64)
         self._seq += 1
         name = f"{time.time_ns()}-{self.writer_id}-{self._seq:06d}-{uuid.uuid4().hex[:6]}{SUFFIX}"
         tmp = self.folder / f".{name}.tmp"

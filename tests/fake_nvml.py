@@ -36,6 +36,7 @@ class FakeGpu:
     processes: list[tuple[int, int]] = field(default_factory=lambda: [(4242, 1 << 30)])
     ecc_uncorrected: int = 0
     remapped_uncorrectable: int = 0
+    clock_reasons: int = 0x4 | 0x20  # sw power cap + sw thermal slowdown
 
 
 @dataclass
@@ -138,7 +139,7 @@ class FakeNvml:
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, gpu: FakeGpu) -> int:
         self._check(gpu, optional=True)
-        return 0x4 | 0x20  # sw power cap + sw thermal slowdown
+        return gpu.clock_reasons
 
     def nvmlDeviceGetTotalEccErrors(self, gpu: FakeGpu, kind: int, counter: int) -> int:
         self._check(gpu, optional=True)

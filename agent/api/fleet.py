@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from agent.api.context import Context, Since, SinceRequired, Until, UntilRequired, authorized
 from agent.local_log import LocalRequestLog
 from agent.request_log import RequestFilter
+from agent.schemas.alerts import HostFacts
 from agent.schemas.fleet import (
     Columns,
     ConfidenceCount,
@@ -127,6 +128,13 @@ def pairs(
 def replicas(log: Local) -> list[ReplicaReport]:
     """This host's model-version replicas: device, GPUs, and the GPU memory they use."""
     return log.replicas()
+
+
+@router.get("/host-facts")
+def host_facts(log: Local, since: SinceRequired, until: UntilRequired) -> HostFacts:
+    """What the controller's host alert rules measure here: XID, ECC, throttling, drops."""
+    (facts,) = log.host_facts(since, until)
+    return facts
 
 
 @router.post("/originals")

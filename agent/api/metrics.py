@@ -98,7 +98,8 @@ class RolloutCollector(Collector):
 
 
 class AlertCollector(Collector):
-    """1 for each rule and model version whose alert is in that state (pending or firing)."""
+    """1 for each rule and model version (or host, for a host rule: model and version empty)
+    whose alert is in that state (pending or firing)."""
 
     def __init__(self, ctx: AgentContext) -> None:
         self.ctx = ctx
@@ -108,13 +109,13 @@ class AlertCollector(Collector):
             return
         gauge = GaugeMetricFamily(
             "trackside_alert_state",
-            "1 while the rule's alert on the model version is in this state",
-            labels=["rule", "model", "version", "state"],
+            "1 while the rule's alert on the model version or host is in this state",
+            labels=["rule", "model", "version", "host", "state"],
         )
         value = GaugeMetricFamily(
             "trackside_alert_value",
-            "the rule's latest measure of the model version (its kind's unit)",
-            labels=["rule", "model", "version"],
+            "the rule's latest measure of the model version or host (its kind's unit)",
+            labels=["rule", "model", "version", "host"],
         )
         drifted = GaugeMetricFamily(
             "trackside_version_drifted_share_ratio",
@@ -127,11 +128,12 @@ class AlertCollector(Collector):
             for rule in config.alerts
         }
         for a in self.ctx.alerts.states():
+            on = [a.rule, a.model, a.version, a.host or ""]
             for s in ("pending", "firing"):
-                gauge.add_metric([a.rule, a.model, a.version, s], 1.0 if a.state == s else 0.0)
+                gauge.add_metric([*on, s], 1.0 if a.state == s else 0.0)
             if a.value is not None:
-                value.add_metric([a.rule, a.model, a.version], a.value)
-                if kinds.get((a.model, a.rule)) == "drifted_share":
+                value.add_metric(on, a.value)
+                if a.host is None and kinds.get((a.model, a.rule)) == "drifted_share":
                     drifted.add_metric([a.model, a.version], a.value)
         yield gauge
         yield value

@@ -73,7 +73,7 @@ class ConfidenceCount(BaseModel):
 
 
 class LatencyColumns(BaseModel):
-    """Per (bucket, version): calls and errors; per (bucket, version, bin): latency counts.
+    """Per (bucket, version): calls, errors, fallbacks; per (bucket, version, bin): latency counts.
     Versions are indexes into `versions`."""
 
     versions: list[str]

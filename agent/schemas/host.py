@@ -49,6 +49,8 @@ class LatencyPoint(BaseModel):
     requests: int
     rps: float
     error_rate: float
+    # Of the calls routed to the version, the share its fallback answered (in error_rate too).
+    fallback_rate: float = 0.0
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None

@@ -36,7 +36,7 @@ class AlertsScreen(ConsoleScreen):
 
     def on_mount(self) -> None:
         self.query_one("#now", DataTable).add_columns(
-            "STATE", "RULE", "VERSION", "VALUE", "THRESHOLD", "SINCE (UTC)"
+            "STATE", "RULE", "VERSION OR HOST", "VALUE", "THRESHOLD", "SINCE (UTC)"
         )
         self.query_one("#history", DataTable).add_columns("WHEN (UTC)", "CHANGE", "ALERT")
 
@@ -53,10 +53,10 @@ class AlertsScreen(ConsoleScreen):
             return
         note.update(
             f" {len(page.firing)} firing, {len(page.pending)} pending · rules are [[alerts]] in"
-            " each model's TOML"
+            " each model's TOML, and [[controller.alerts]] in the controller's agent.toml"
         )
         for a in [*page.firing, *page.pending]:
-            cells = (a.rule, f"{a.model}/{a.version}")
+            cells = (a.rule, a.subject)
             if not self.matches(a.state, *cells):
                 continue
             now.add_row(
@@ -67,7 +67,7 @@ class AlertsScreen(ConsoleScreen):
                 a.since.strftime("%Y-%m-%d %H:%M:%S"),
             )
         for e in page.history:
-            if not self.matches(e.change, e.rule, e.model, e.version, e.message):
+            if not self.matches(e.change, e.rule, e.subject, e.message):
                 continue
             history.add_row(
                 e.ts.strftime("%Y-%m-%d %H:%M:%S"),

@@ -1,9 +1,9 @@
 """Models: each model's versions with weights, shadow, replicas, autoscaling, live latency,
 accuracy over the last hour (measured from ground truth, with its label coverage, and the
-estimate from the calls' confidence), and Serve's problems (e.g. "unschedulable: needs
-GPU"). The actions (traffic, promote, rollback, retire) act on the selected row, or on the
-model and version the command line names; each answer, the table before → after or the
-agent's refusal, is shown below."""
+estimate from the calls' confidence) and its trend in 5-minute points, and Serve's problems
+(e.g. "unschedulable: needs GPU"). The actions (traffic, promote, rollback, retire) act on
+the selected row, or on the model and version the command line names; each answer, the
+table before → after or the agent's refusal, is shown below."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from agent.client import (
 from console.screens.base import ConsoleScreen, FilterInput
 from console.state import ConsoleState
 from console.widgets.modals import ConfirmTyped, TrafficChoice, TrafficForm
-from console.widgets.text import num, plain
+from console.widgets.text import num, plain, sparkline
 
 
 def host_split(calls: dict[str, int]) -> str:
@@ -63,6 +63,7 @@ class AccuracyLoaded(Message):
 
 
 ACCURACY_WINDOW = timedelta(hours=1)
+ACCURACY_POINTS = 12  # of 5 minutes each: the hour's trend
 ACCURACY_EVERY_S = 10.0  # the ground truth moves slowly; the fleet is asked this often
 
 
@@ -75,6 +76,19 @@ def accuracy_text(v: VersionAccuracy | None) -> str:
         est = f", est. {v.estimated:.1%}" if v.estimated is not None else ""
         return f"{v.accuracy:.1%}{share}{est}"
     return f"~{v.estimated:.1%} est." if v.estimated is not None else "-"
+
+
+def accuracy_trend(v: VersionAccuracy | None) -> str:
+    """The hour in 5-minute points, measured where labels are in, else estimated; a point
+    with neither is blank. Scaled from the hour's lowest to its highest: a fall shows."""
+    if v is None or not v.points:
+        return "-"
+    values = [p.accuracy if p.accuracy is not None else p.estimated for p in v.points]
+    known = [x for x in values if x is not None]
+    if not known:
+        return "-"
+    lo, hi = min(known) - 0.02, max(known)
+    return "".join(" " if x is None else sparkline([x], lo, hi, 1) for x in values)
 
 
 class ModelsScreen(ConsoleScreen):
@@ -121,6 +135,7 @@ class ModelsScreen(ConsoleScreen):
             ("rps", "RPS"),
             ("err", "ERR%"),
             ("accuracy", "ACCURACY (1 h)"),
+            ("trend", "TREND (5 min)"),
             ("hosts", "HOSTS (5 min)"),
             ("problem", "PROBLEM"),
         ]:
@@ -145,7 +160,9 @@ class ModelsScreen(ConsoleScreen):
         reports = {}
         for m in self.state.models():
             try:
-                reports[m.model] = await client.accuracy(m.model, since=since, buckets=1)
+                reports[m.model] = await client.accuracy(
+                    m.model, since=since, buckets=ACCURACY_POINTS
+                )
             except AgentError:
                 continue  # the column shows "-"; the screen's other data is unaffected
         self.post_message(AccuracyLoaded(reports))
@@ -333,6 +350,7 @@ class ModelsScreen(ConsoleScreen):
                     num(p.rps if p else None, "{:.1f}"),
                     num(p.error_rate * 100 if p else None, "{:.1f}"),
                     accuracy_text(acc.get(v.version)),
+                    accuracy_trend(acc.get(v.version)),
                     plain(host_split(v.hosts)),
                     Text(v.problem, style="red") if v.problem else "",
                     key=key,

@@ -16,7 +16,8 @@ START = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 
 def _alerts() -> AlertsPage:
-    """One alert firing, one pending, and what happened before."""
+    """Two alerts firing (a model version's, a host's), one pending, and what happened
+    before."""
     at = START + timedelta(minutes=42)
     firing = AlertState(
         rule="inputs-drifted",
@@ -38,7 +39,29 @@ def _alerts() -> AlertsPage:
         threshold=0.85,
         updated=at,
     )
+    xid = AlertState(
+        rule="gpu-xid",
+        model="",
+        version="",
+        host="gpu-03",
+        state="firing",
+        since=at + timedelta(seconds=35),
+        value=1,
+        threshold=0,
+        updated=at,
+    )
     history = [
+        AlertEvent(
+            ts=at + timedelta(seconds=35),
+            rule="gpu-xid",
+            model="",
+            version="",
+            host="gpu-03",
+            change="firing",
+            value=1,
+            threshold=0,
+            message="gpu-03 gpu_xid 1 > 0 for 0 s",
+        ),
         AlertEvent(
             ts=at,
             rule="inputs-drifted",
@@ -60,7 +83,7 @@ def _alerts() -> AlertsPage:
             message="digits/v1 error_rate 0.01: back within 0.05",
         ),
     ]
-    return AlertsPage(firing=[firing], pending=[pending], history=history)
+    return AlertsPage(firing=[firing, xid], pending=[pending], history=history)
 
 
 def _gpus(rng: random.Random, host: int, count: int) -> tuple[list[dict], dict[str, list[float]]]:

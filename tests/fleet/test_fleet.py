@@ -317,6 +317,12 @@ def test_a_stopped_agent_is_named_and_the_rollout_holds_until_it_is_back(fleet):
         page = ctl.requests(model="digits", limit=10)
         (missing,) = page.coverage.missing
         assert missing.host == gone.name and missing.last_share and missing.last_share > 0.1
+        down = until(
+            lambda: [a for a in ctl.alerts().firing if a.rule == "agent-down"],
+            30,
+            "the agent-down alert firing",
+        )
+        assert [a.host for a in down] == [gone.name]
 
         ctl.rollout_start(
             "digits",
@@ -346,6 +352,11 @@ def test_a_stopped_agent_is_named_and_the_rollout_holds_until_it_is_back(fleet):
             lambda: not ctl.requests(model="digits", limit=1).coverage.missing,
             60,
             "the agent answering again",
+        )
+        until(
+            lambda: not [a for a in ctl.alerts().firing if a.rule == "agent-down"],
+            30,
+            "the agent-down alert resolving",
         )
         if ctl.rollout("digits").state == "paused":
             ctl.rollout_verb("digits", "resume")

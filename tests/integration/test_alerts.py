@@ -183,8 +183,9 @@ def test_alert_and_accuracy_series_in_metrics_pass_promtool(tmp_path, demo_store
         feedback=FeedbackBook(ctl.store, log, {"digits"}),
     )
     text = metrics(ctx)
-    assert 'trackside_alert_state{model="digits",rule="e",state="firing",version="v1"} 1.0' in text
-    assert 'trackside_alert_value{model="digits",rule="e",version="v1"} 0.5' in text
+    firing = 'trackside_alert_state{host="",model="digits",rule="e",state="firing",version="v1"}'
+    assert f"{firing} 1.0" in text
+    assert 'trackside_alert_value{host="",model="digits",rule="e",version="v1"} 0.5' in text
     check_metrics(text)
 
 

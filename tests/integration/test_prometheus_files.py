@@ -9,7 +9,7 @@ from tests.promtool import run
 def test_the_alert_rules_are_valid(repo_root):
     result = run("check", "rules", str(repo_root / "configs/prometheus/trackside-rules.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout, result.stdout
+    assert "SUCCESS: 10 rules found" in result.stdout, result.stdout
 
 
 def test_the_scrape_config_is_valid(repo_root):

@@ -54,7 +54,7 @@ def traffic(
     for i in range(n):
         ts = T0 + timedelta(seconds=i)
         rid = client_id or f"s-{i}"
-        out.append(make_record(i, request_id=rid, ts=ts, version="v1", total_ms=10.0 + i % 3))
+        out.append(make_record(i, request_id=rid, ts=ts, version="v1", latency_ms=10.0 + i % 3))
         failed = i < canary_fails
         canary = make_record(
             i,
@@ -62,7 +62,7 @@ def traffic(
             ts=ts,
             version="v1" if failed else "v2",
             fallback_from="v2" if failed else None,
-            total_ms=canary_ms + i % 3,
+            latency_ms=canary_ms + i % 3,
             output=answer(1),
         )
         out.append(canary)
@@ -160,3 +160,47 @@ def test_ground_truth_fails_a_canary_whose_answers_are_wrong(store, tmp_path):
     by = {m.metric: m for m in judged.metrics}
     assert by["accuracy"].verdict == "fail" and judged.verdict == "fail"
     assert by["accuracy"].canary == pytest.approx(0.2) and by["accuracy"].stable == 0
+
+
+def test_the_load_of_the_hour_is_not_taken_for_the_canarys_speed(store, tmp_path):
+    """The host gets twice as slow halfway through, for both versions alike; most of stable's
+    calls come before and most of the canary's after (as a rollout's steps move traffic).
+    Judged on all calls at once the canary looks 60% slower; block by block it is not."""
+    records = []
+    for i in range(600):
+        ts = T0 + timedelta(seconds=i)
+        ms = (10.0 if i < 300 else 20.0) + i % 3
+        early = i < 300
+        if early or i % 4 == 0:
+            records.append(make_record(i, request_id=f"s-{i}", ts=ts, version="v1", latency_ms=ms))
+        if not early or i % 4 == 0:
+            records.append(make_record(i, request_id=f"c-{i}", ts=ts, version="v2", latency_ms=ms))
+    log(store, tmp_path, records)
+    by = {m.metric: m for m in judged(store, T0 + timedelta(seconds=600)).metrics}
+    assert by["latency"].verdict == "pass", by["latency"].note
+    assert by["latency"].details["ratio"] == pytest.approx(1.0, abs=0.01)
+    assert by["latency"].canary > 1.5 * by["latency"].stable  # the medians of all calls differ
+    assert by["spread"].verdict != "fail" and by["tail"].verdict != "fail"
+
+
+def test_the_judge_times_the_replicas_work_not_the_routers(store, tmp_path):
+    """The router times a shadow copy from after it has answered the primary (measured: 20-27%
+    longer than a primary on the same version): the judge compares the replica's own
+    latency_ms, the same instrument for both, and leaves failed calls to the errors."""
+    records = []
+    for i in range(300):
+        ts = T0 + timedelta(seconds=i)
+        ms = 10.0 + i % 3
+        records.append(
+            make_record(i, request_id=f"s-{i}", ts=ts, version="v1", total_ms=ms, latency_ms=ms)
+        )
+        records.append(
+            make_record(i, request_id=f"s-{i}", ts=ts, version="v2", role="shadow",
+                        total_ms=1.3 * ms, latency_ms=ms)
+        )  # fmt: skip
+    failed = make_record(300, ts=T0, version="v2", status=500, latency_ms=None, total_ms=2000.0)
+    log(store, tmp_path, [*records, failed])
+    by = {m.metric: m for m in judged(store, T0 + timedelta(seconds=300)).metrics}
+    assert by["latency"].details["ratio"] == pytest.approx(1.0, abs=0.01)
+    assert by["latency"].verdict == "pass"
+    assert by["error_rate"].canary == pytest.approx(1 / 301)  # every call, failed ones too

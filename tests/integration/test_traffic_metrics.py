@@ -57,3 +57,28 @@ def test_calls_fallbacks_and_latency_per_version(tmp_path):
     assert one("trackside_request_duration_seconds_bucket", **shadow, le="0.5") == 0
     assert one("trackside_request_duration_seconds_bucket", **shadow, le="1.0") == 3
     store.close()
+
+
+def test_records_dropped_and_shadows_shed_by_each_router_add_up_per_model(tmp_path):
+    """Each router writes its running totals into every file; the agent adds their rises
+    (a router that restarts begins again at 0, and its new value counts whole)."""
+    store = Store(tmp_path / "agent.duckdb")
+    spool = tmp_path / "spool"
+    metrics = TrafficMetrics()
+
+    def file(writer: SpoolWriter, i: int, dropped: int, shed: int) -> None:
+        writer.dropped, writer.shadows_shed = dropped, shed
+        writer.append(make_record(i, replica=writer.writer_id))
+        writer.flush()
+        metrics.observe(ingest_once(store, spool).traffic)
+
+    a, b = SpoolWriter(spool, "router-a"), SpoolWriter(spool, "router-b")
+    file(a, 0, dropped=3, shed=10)
+    file(b, 1, dropped=0, shed=5)
+    file(a, 2, dropped=4, shed=12)  # +1, +2
+    restarted = SpoolWriter(spool, "router-b")
+    file(restarted, 3, dropped=2, shed=1)  # began again: +2, +1
+    got = samples(metrics)
+    assert got[("trackside_spool_dropped_records_total", (("model", "digits"),))] == 3 + 1 + 2
+    assert got[("trackside_shadow_shed_total", (("model", "digits"),))] == 10 + 5 + 2 + 1
+    store.close()

@@ -3,6 +3,8 @@ marginal when the data cannot tell (sparse errors, too few pairs, a wider spread
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from agent.analysis.judge import (
@@ -64,9 +66,14 @@ def test_a_slower_canary_fails_on_latency():
     assert shift.metric == "latency" and shift.verdict == "fail" and shift.canary > shift.stable
 
 
-def test_a_rise_in_variance_with_the_same_median_fails_on_spread():
+def test_a_rise_in_variance_with_the_same_median_fails():
+    # Twice the variance (1.41x the spread, within the allowed 1.5x): its wider tail fails
+    # it. Twice the spread is surely beyond what is allowed: the spread fails too.
     stable = RNG.lognormal(3.0, 0.3, 3000)
-    canary = RNG.lognormal(3.0, 0.3 * 2**0.5, 2000)  # same median, twice the variance
+    canary = RNG.lognormal(3.0, 0.3 * 2**0.5, 2000)
+    verdicts = by_metric(judge_latency(sample(canary), sample(stable), GATES))
+    assert verdicts["tail"] == "fail", verdicts
+    canary = RNG.lognormal(3.0, 0.6, 2000)
     verdicts = by_metric(judge_latency(sample(canary), sample(stable), GATES))
     assert verdicts["spread"] == "fail", verdicts
 
@@ -80,8 +87,10 @@ def test_a_slow_two_percent_fails_on_the_tail_alone():
 
 
 def test_a_faster_canary_passes():
+    # Its tail is judged on its own shape (each arm over its median): being faster buys no
+    # pass there, so it needs the calls to bound its tail like any canary.
     verdicts = judge_latency(
-        sample(RNG.lognormal(2.8, 0.3, 1000)), sample(RNG.lognormal(3.0, 0.3, 3000)), GATES
+        sample(RNG.lognormal(2.8, 0.3, 3000)), sample(RNG.lognormal(3.0, 0.3, 3000)), GATES
     )
     assert all(v.verdict == "pass" for v in verdicts), verdicts
 
@@ -118,3 +127,15 @@ def test_the_worst_metric_decides():
     stable = sample(RNG.lognormal(3, 0.3, 3000))
     canary = sample(RNG.lognormal(3, 0.3, 1000), errors=60)
     assert judge(canary, stable, 0, 500, GATES).verdict == "fail"
+
+
+def test_a_shift_within_the_tolerance_is_not_also_a_tail():
+    """Measured on the real stack: a canary in the shadow stage ran 8.5% slower per call (it
+    batched less), the same artifact. Its calls past a pooled percentile are then twice
+    stable's share; judged each over its own median, its tail is stable's, and the shift is
+    the latency metric's alone (within the 15% allowed)."""
+    rng = np.random.default_rng(11)
+    canary = sample(rng.lognormal(3 + math.log(1.085), 0.3, 6000))
+    stable = sample(rng.lognormal(3, 0.3, 12000))
+    by = {v.metric: v for v in judge_latency(canary, stable, GATES)}
+    assert by["latency"].verdict == "pass" and by["tail"].verdict == "pass", by["tail"].note

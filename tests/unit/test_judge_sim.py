@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from scripts.bench.judge_sim import Arm, Scenario, one_window, rollouts, scenarios, whole_rollout
+from scripts.bench.judge_sim import (
+    Arm,
+    Host,
+    Scenario,
+    one_window,
+    rollouts,
+    scenarios,
+    whole_rollout,
+)
 
 BY_NAME = {s.name: s for s in scenarios()}
 
@@ -42,3 +50,19 @@ def test_a_harmful_canary_is_never_promoted_over_a_whole_rollout():
     for canary, stable in ((Arm(0.02), Arm(0.01)), (Arm(slow_share=0.02), Arm())):
         r = rollouts(Scenario("harmful", False, canary, stable), rps=50, runs=20, seed=5)
         assert r["done"] == 0.0 and r["rolled_back"] >= 0.9, r
+
+
+def test_a_host_whose_load_moves_does_not_roll_a_healthy_canary_back():
+    """Latency moved ~30% per half-minute for both arms alike: judged on all calls at once,
+    the steps' shifting shares make a healthy canary look slower or wider and it is rolled
+    back; judged within time blocks it is promoted, and a slower canary is still caught."""
+    healthy = Scenario("healthy", True, Arm(), Arm())
+    blocked = rollouts(healthy, rps=50, runs=60, seed=6, host=Host(0.3))
+    unblocked = rollouts(healthy, rps=50, runs=60, seed=6, host=Host(0.3, blocked=False))
+    print(f"moving load: rolled back {blocked['rolled_back']:.0%} in blocks,"
+          f" {unblocked['rolled_back']:.0%} on all calls at once")  # fmt: skip
+    assert blocked["rolled_back"] == 0.0 and blocked["done"] >= 0.9, blocked
+    assert unblocked["rolled_back"] >= 0.05, unblocked  # the flaw the blocks remove
+    slower = Scenario("slower", False, Arm(median_factor=1.2), Arm())
+    r = rollouts(slower, rps=50, runs=20, seed=7, host=Host(0.3))
+    assert r["done"] == 0.0 and r["rolled_back"] >= 0.9, r
