@@ -290,16 +290,22 @@ class Blocks:
         """Each shared block's (canary, stable) log-latencies."""
         return list(zip(self.canary, self.stable, strict=True))
 
-    def residuals(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each call's deviation from its arm's mean in its block."""
-        return (
-            np.concatenate([x - x.mean() for x in self.canary]),
-            np.concatenate([x - x.mean() for x in self.stable]),
-        )
+    def residuals(self, clip: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Each call's deviation from its arm's mean in its block; with `clip`, held within
+        those quantiles of both arms' deviations pooled."""
+        rc = np.concatenate([x - x.mean() for x in self.canary])
+        rs = np.concatenate([x - x.mean() for x in self.stable])
+        if clip is not None and len(rc) and len(rs):
+            low, high = np.quantile(np.concatenate([rc, rs]), clip)
+            rc, rs = np.clip(rc, low, high), np.clip(rs, low, high)
+        return rc, rs
 
-    def variances(self) -> tuple[float, float, int, int]:
-        """Within-block variance of each arm, pooled over blocks, and its degrees of freedom."""
-        rc, rs = self.residuals()
+    def variances(
+        self, residuals: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[float, float, int, int]:
+        """Within-block variance of each arm, pooled over blocks, and its degrees of freedom
+        (of `residuals`, default the plain ones)."""
+        rc, rs = residuals if residuals is not None else self.residuals()
         dc, ds = len(rc) - len(self.canary), len(rs) - len(self.stable)
         vc = float((rc**2).sum() / dc) if dc > 0 else 0.0
         vs = float((rs**2).sum() / ds) if ds > 0 else 0.0
@@ -319,18 +325,24 @@ def judge_latency(
                 few = few.model_copy(update={"note": f"{few.note}, in time blocks both share"})
             return [few]
     c, s = _logs(canary), _logs(stable)
+    vc, vs, _, _ = blocks.variances()
     return [
-        _shift(blocks, c, s, gates, look),
+        _shift(blocks, (vc, vs), c, s, gates, look),
         _spread(blocks, gates, look),
-        _tail(blocks, gates, look),
+        _tail(blocks, (vc, vs), gates, look),
     ]
 
 
 def _shift(
-    blocks: Blocks, c: np.ndarray, s: np.ndarray, gates: RolloutGates, look: Look
+    blocks: Blocks,
+    variances: tuple[float, float],
+    c: np.ndarray,
+    s: np.ndarray,
+    gates: RolloutGates,
+    look: Look,
 ) -> MetricVerdict:
     fail_a, pass_a = _budgets("latency", gates, look)
-    vc, vs, _, _ = blocks.variances()
+    vc, vs = variances  # within blocks, of each arm
     # Each block's difference of means, weighted by the inverse of its variance.
     weights = np.array([1 / (vc / len(x) + vs / len(y) or 1e-24) for x, y in blocks.pairs()])
     diffs = np.array([x.mean() - y.mean() for x, y in blocks.pairs()])
@@ -371,17 +383,12 @@ def _shift(
 
 def _spread(blocks: Blocks, gates: RolloutGates, look: Look) -> MetricVerdict:
     fail_a, pass_a = _budgets("spread", gates, look)
-    rc, rs = blocks.residuals()
-    dc, ds = len(rc) - len(blocks.canary), len(rs) - len(blocks.stable)
-    if dc > 0 and ds > 0:
-        low_q, high_q = np.quantile(np.concatenate([rc, rs]), SPREAD_CLIP)
-        rc, rs = np.clip(rc, low_q, high_q), np.clip(rs, low_q, high_q)
-    vc = float((rc**2).sum() / dc) if dc > 0 else 0.0
-    vs = float((rs**2).sum() / ds) if ds > 0 else 0.0
+    body = blocks.residuals(SPREAD_CLIP)
+    vc, vs, dc, ds = blocks.variances(body)
     if vs <= 0 or vc <= 0:
         verdict: Verdict = "pass" if vc <= vs else "marginal"
         return MetricVerdict(metric="spread", verdict=verdict, note="no spread to compare")
-    pooled = np.concatenate([rc, rs])
+    pooled = np.concatenate(body)
     kurtosis = float(np.mean(pooled**4) / np.mean(pooled**2) ** 2)
     se = math.sqrt(max(kurtosis - 1, 2.0 / 3) * (1 / dc + 1 / ds))
     log_ratio = math.log(vc / vs)  # of variances: the SD ratio is its half
@@ -452,7 +459,9 @@ def _more_on_canary(past: Past) -> float:
     return float(min(1.0, pmf[past.canary :].sum()))
 
 
-def _tail(raw: Blocks, gates: RolloutGates, look: Look) -> MetricVerdict:
+def _tail(
+    raw: Blocks, variances: tuple[float, float], gates: RolloutGates, look: Look
+) -> MetricVerdict:
     fail_a, pass_a = _budgets("tail", gates, look)
     blocks = raw.centred()
     nc, ns = blocks.n
@@ -463,7 +472,7 @@ def _tail(raw: Blocks, gates: RolloutGates, look: Look) -> MetricVerdict:
     # Centring moves each arm by its sample median, which has its own error: the shares past
     # the threshold move with it by the density there times that error (a median's standard
     # error is 1.2533 sigma / sqrt(n) for a normal sample), added to the pass bound's variance.
-    vc, vs, _, _ = raw.variances()
+    vc, vs = variances
     width = 0.25 * math.sqrt((vc + vs) / 2)
     passing = _past(blocks, TAIL_PASS_QUANTILE, width)
     density = passing.near / ((nc + ns) * 2 * width) if width > 0 else 0.0

@@ -67,10 +67,10 @@ def make_spool(folder: Path, rows: int, files: int) -> None:
     """Contract-shaped Parquet files, generated inside DuckDB (as fast as the writer can be)."""
     con = duckdb.connect()
     body = '{"instances": [[' + ",".join(["1.0"] * 64) + "]]}"
+    # A view cannot take a prepared parameter: the row count is an int, written in.
     con.execute(
         f"CREATE VIEW calls AS SELECT i, '{body}' AS input,"
-        ' \'{"predictions":[{"label":3}]}\' AS output FROM range(?) t(i)',
-        [rows],
+        f' \'{{"predictions":[{{"label":3}}]}}\' AS output FROM range({int(rows)}) t(i)'
     )
     write_spool(con, "calls", folder, rows, files, datetime.now(UTC), 60.0, "digits", "v1")
     con.close()
