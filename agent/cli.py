@@ -17,6 +17,7 @@ from typing import Any
 
 from agent.client import AgentClient, AgentError
 from agent.defaults import DEFAULT_URL
+from agent.schemas.batch import BatchJob, BatchStart
 from agent.schemas.models import ActionResult
 from serve.routing_table import RoutingTable
 
@@ -487,6 +488,155 @@ def rollout(client: AgentClient, args: argparse.Namespace) -> int:
     if r.state == "running":
         print(f"  next look at {r.judge_at:%H:%M:%S}")
     return 0
+
+
+BATCH_VERBS = ("list", "status", "cancel", "diff")
+
+
+def _bar(job: BatchJob, width: int = 30) -> str:
+    share = min(job.read / job.total, 1.0) if job.total else 0.0
+    filled = int(share * width)
+    rate = f"{job.rows_per_s:,.0f} rows/s" if job.rows_per_s else "starting"
+    eta = f"ETA {job.eta_s:.0f}s" if job.eta_s is not None else "ETA -"
+    return (
+        f"[{'#' * filled}{'.' * (width - filled)}] {share:4.0%} {job.read:,}/{job.total:,} rows"
+        f"  {rate}  {eta}  set aside {job.rejected:,}"
+    )
+
+
+def _print_job(job: BatchJob) -> None:
+    took = f" in {job.duration_s:.1f}s" if job.duration_s is not None else ""
+    print(f"{job.id}: {job.model}/{job.version} ({job.selector}) {job.state}{took}")
+    print(
+        f"  input {job.input}: {job.files} file(s), {job.total:,} rows,"
+        f" sha256 {job.input_sha256[:12]}"
+    )
+    print(f"  output {job.output}")
+    print(
+        f"  rows: {job.read:,} read, {job.scored:,} scored, {job.rejected:,} set aside (rejects/)"
+    )
+    if job.provider:
+        print(
+            f"  ran on {job.provider.removesuffix('ExecutionProvider')}, artifact {job.sha256[:12]}"
+        )
+    if job.phases is not None:
+        p = job.phases
+        print(
+            f"  time in tasks: validate {p.validate_s:.1f}s, score {p.score_s:.1f}s,"
+            f" write {p.write_s:.1f}s"
+        )
+    if job.drift is not None:
+        d = job.drift
+        shown = ", ".join(d.drifted[:5]) + ("…" if len(d.drifted) > 5 else "")
+        print(f"  drift: {len(d.drifted)} of {len(d.features)} features drifted {shown}".rstrip())
+        if d.prediction is not None and d.prediction.js is not None:
+            moved = "drifted" if d.prediction.drifted else "steady"
+            print(f"  predicted labels: JS {d.prediction.js:.3f} against the reference ({moved})")
+    if job.error:
+        print(f"  error: {job.error}")
+
+
+def _follow(client: AgentClient, job: BatchJob, every_s: float = 1.0) -> BatchJob:
+    """A progress bar until the job ends (Ctrl-C leaves it running)."""
+    tty = sys.stdout.isatty()
+    last_line = 0.0
+    try:
+        while job.state == "running":
+            if tty:
+                print("\r" + _bar(job), end="", flush=True)
+            elif time.monotonic() - last_line >= 10:
+                print(_bar(job), flush=True)
+                last_line = time.monotonic()
+            time.sleep(every_s)
+            job = client.batch_job(job.id)
+    except KeyboardInterrupt:
+        print(f"\nthe job runs on; follow it with `trackside batch status {job.id}`")
+        raise SystemExit(130) from None
+    if tty:
+        print("\r" + _bar(job))
+    return job
+
+
+@verb(
+    arg("what", metavar="MODEL|list|status|cancel|diff"),
+    arg("ids", nargs="*", metavar="JOB", help="status/cancel: a job; diff: two jobs"),
+    arg("--version", default="stable", help="stable (default), best:METRIC, or a version"),
+    arg("--input", help="a Parquet or CSV file, a folder of them, or a glob (on the head)"),
+    arg("--output", help="a new folder for the predictions (on the head, or shared storage)"),
+    arg("--format", choices=["parquet", "csv"], help="default: from the files' extension"),
+    arg("--detach", action="store_true", help="start the job and return"),
+    arg("--json", action="store_true"),
+)
+def batch(client: AgentClient, args: argparse.Namespace) -> int:
+    """score a dataset with a model version on the cluster; list, status, cancel, diff jobs"""
+    if args.what == "list":
+        jobs = client.batch_jobs()
+        if args.json:
+            print(json.dumps([j.model_dump(mode="json") for j in jobs], indent=2))
+            return 0
+        rows = [
+            [
+                j.id,
+                f"{j.model}/{j.version}",
+                j.state,
+                f"{j.read:,}/{j.total:,}",
+                f"{j.rejected:,}",
+                f"{j.started_at:%Y-%m-%d %H:%M}",
+                _num(j.duration_s),
+                j.schedule or "",
+            ]
+            for j in jobs
+        ]
+        header = ["JOB", "VERSION", "STATE", "ROWS", "SET ASIDE", "STARTED", "SECONDS", "SCHEDULE"]
+        print(_table(rows, header) if rows else "no batch jobs yet")
+        return 0
+    if args.what in ("status", "cancel"):
+        if len(args.ids) != 1:
+            raise SystemExit(f"trackside batch {args.what} JOB")
+        job = (
+            client.batch_job(args.ids[0])
+            if args.what == "status"
+            else client.batch_cancel(args.ids[0])
+        )
+        print(job.model_dump_json(indent=2)) if args.json else _print_job(job)
+        return 0
+    if args.what == "diff":
+        if len(args.ids) != 2:
+            raise SystemExit("trackside batch diff JOB_A JOB_B")
+        d = client.batch_diff(*args.ids)
+        if args.json:
+            print(d.model_dump_json(indent=2))
+            return 0
+        print(f"{d.a} against {d.b}: {'identical' if d.identical else 'they differ'}")
+        print(
+            f"  rows: {d.rows_a:,} and {d.rows_b:,}, {d.common:,} in both,"
+            f" {d.only_a:,} only in the first, {d.only_b:,} only in the second"
+        )
+        print(f"  labels changed: {d.labels_changed:,} of {d.common:,}")
+        change = f" (at most {d.max_probability_change:.3g})" if d.max_probability_change else ""
+        print(f"  probabilities changed: {d.probabilities_changed:,}{change}")
+        if d.examples:
+            print(f"  e.g. {', '.join(d.examples)}")
+        return 0 if d.identical else 1
+    if not args.input or not args.output:
+        raise SystemExit("trackside batch MODEL --input PATH --output PATH [--version V]")
+    body = BatchStart(
+        model=args.what,
+        version=args.version,
+        input=str(Path(args.input).expanduser().resolve()),
+        output=str(Path(args.output).expanduser().resolve()),
+        format=args.format,
+    )
+    job = client.batch_start(body)
+    print(f"started {job.id}: {job.model}/{job.version}, {job.total:,} rows in {job.files} file(s)")
+    if args.detach:
+        return 0
+    job = _follow(client, job)
+    if args.json:
+        print(job.model_dump_json(indent=2))
+    else:
+        _print_job(job)
+    return 0 if job.state == "succeeded" else 1
 
 
 def build_parser(name: str) -> argparse.ArgumentParser:

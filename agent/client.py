@@ -24,6 +24,7 @@ from agent.defaults import DEFAULT_URL, TOKEN_FILE
 from agent.fleet_file import Fleet, HostEntry, load_fleet
 from agent.schemas.alerts import AlertsPage, AlertState
 from agent.schemas.audit import AuditEntry
+from agent.schemas.batch import BatchDiff, BatchJob, BatchStart
 from agent.schemas.coverage import Coverage, MissingHost
 from agent.schemas.drift import DriftHistogram, DriftPoint, DriftReport, FeatureDrift
 from agent.schemas.feedback import AccuracyReport, FeedbackResult, VersionAccuracy
@@ -339,6 +340,28 @@ class _Calls:
             raise ValueError(f"unknown rollout verb {verb!r}")
         return _call(Rollout, "POST", f"/v1/rollouts/{model}/{verb}")
 
+    @staticmethod
+    def batch_start(body: BatchStart) -> Call[BatchJob]:
+        return _call(BatchJob, "POST", "/v1/batch-jobs", json=body.model_dump(mode="json"))
+
+    @staticmethod
+    def batch_jobs(model: str | None = None, limit: int | None = None) -> Call[list[BatchJob]]:
+        params = {"model": model, "limit": limit}
+        return _call(list[BatchJob], "GET", "/v1/batch-jobs", params=params)
+
+    @staticmethod
+    def batch_job(job_id: str) -> Call[BatchJob]:
+        return _call(BatchJob, "GET", f"/v1/batch-jobs/{quote(job_id, safe='')}")
+
+    @staticmethod
+    def batch_cancel(job_id: str) -> Call[BatchJob]:
+        return _call(BatchJob, "POST", f"/v1/batch-jobs/{quote(job_id, safe='')}/cancel")
+
+    @staticmethod
+    def batch_diff(a: str, b: str) -> Call[BatchDiff]:
+        path = f"/v1/batch-jobs/{quote(a, safe='')}/diff"
+        return _call(BatchDiff, "GET", path, params={"against": b})
+
 
 def _http_options(
     url: str, token: str | None, user: str | None, timeout_s: float
@@ -540,6 +563,21 @@ class AgentClient:
     def rollout_verb(self, model: str, verb: str) -> Rollout:
         return self.send(_Calls.rollout_verb(model, verb))
 
+    def batch_start(self, body: BatchStart) -> BatchJob:
+        return self.send(_Calls.batch_start(body))
+
+    def batch_jobs(self, model: str | None = None, limit: int | None = None) -> list[BatchJob]:
+        return self.send(_Calls.batch_jobs(model, limit))
+
+    def batch_job(self, job_id: str) -> BatchJob:
+        return self.send(_Calls.batch_job(job_id))
+
+    def batch_cancel(self, job_id: str) -> BatchJob:
+        return self.send(_Calls.batch_cancel(job_id))
+
+    def batch_diff(self, a: str, b: str) -> BatchDiff:
+        return self.send(_Calls.batch_diff(a, b))
+
 
 class AsyncAgentClient:
     """The same calls for asyncio (the console's workers): `await client.models()`."""
@@ -711,6 +749,23 @@ class AsyncAgentClient:
 
     async def rollout_verb(self, model: str, verb: str) -> Rollout:
         return await self.send(_Calls.rollout_verb(model, verb))
+
+    async def batch_start(self, body: BatchStart) -> BatchJob:
+        return await self.send(_Calls.batch_start(body))
+
+    async def batch_jobs(
+        self, model: str | None = None, limit: int | None = None
+    ) -> list[BatchJob]:
+        return await self.send(_Calls.batch_jobs(model, limit))
+
+    async def batch_job(self, job_id: str) -> BatchJob:
+        return await self.send(_Calls.batch_job(job_id))
+
+    async def batch_cancel(self, job_id: str) -> BatchJob:
+        return await self.send(_Calls.batch_cancel(job_id))
+
+    async def batch_diff(self, a: str, b: str) -> BatchDiff:
+        return await self.send(_Calls.batch_diff(a, b))
 
 
 # The API's typed bodies travel with the client: the console imports them from here.

@@ -22,6 +22,7 @@ from agent.alerts import Alerts
 from agent.api import create_app
 from agent.api.context import AgentContext
 from agent.api.server import Server, server
+from agent.batch_jobs import BatchJobs
 from agent.collectors.gpu import GpuCollector
 from agent.collectors.host import HostCollector
 from agent.collectors.serve_state import ServeCollector
@@ -123,7 +124,7 @@ class Agent:
         self.fleet: FleetRequestLog | None = None
         self.serve_api: ServeAPI | None = None
         self.controller: Controller | None = None
-        rollouts = replayer = feedback = alerts = None
+        rollouts = replayer = feedback = alerts = batch = None
         fleet_token = read_secret(config.fleet_token_path)
         if config.controller.enabled:
             self.controller = self._make_controller()
@@ -149,6 +150,7 @@ class Agent:
                 rollouts,
                 host_rules=config.controller.alerts,
             )
+            batch = BatchJobs(self.store, self.controller, config.data_dir / "batch")
             replayer = Replayer(
                 self.store,
                 self.requests,
@@ -168,6 +170,7 @@ class Agent:
             rollouts=rollouts,
             feedback=feedback,
             alerts=alerts,
+            batch=batch,
         )
         self.tasks: list[asyncio.Task[None]] = []
         self.server: Server | None = None
@@ -277,6 +280,10 @@ class Agent:
         if self.ctx.alerts is not None and self.collectors.get("controller") == "ok":
             await self.ctx.alerts.tick()
 
+    async def _batch(self) -> None:
+        if self.ctx.batch is not None and self.collectors.get("controller") == "ok":
+            await self.ctx.batch.tick()
+
     async def _bootstrap_controller(self) -> None:
         """Apply the desired Serve state; retried until Ray answers."""
         assert self.controller is not None
@@ -311,6 +318,7 @@ class Agent:
             every = self.config.controller.alert_interval_s
             self.tasks.append(spawn(self._every("alerts", every, self._alerts)))
             self.tasks.append(spawn(self._every("reconcile", 5.0, self._reconcile)))
+            self.tasks.append(spawn(self._every("batch", 2.0, self._batch)))
             if self.fleet is not None and self.config.fleet.from_ray:
                 every = self.config.fleet.refresh_s
                 self.tasks.append(spawn(self._every("fleet", every, self._fleet_from_ray)))

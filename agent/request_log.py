@@ -92,6 +92,7 @@ class Original:
 
 
 FeatureCounts = dict[tuple[int, int], tuple["np.ndarray", "np.ndarray"]]
+LabelCounts = dict[int, dict[str, int]]  # bucket (REFERENCE: the reference) → label → count
 
 
 class RequestLog(Protocol):

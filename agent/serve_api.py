@@ -1,4 +1,4 @@
-"""A small client for Ray Serve's REST API on the dashboard (no Ray import).
+"""A small client for Ray Serve's and Ray Jobs' REST APIs on the dashboard (no Ray import).
 
 PUT replaces the whole declarative config, so callers always send every application.
 When Ray's token auth is on, requests carry the cluster's token as a bearer header.
@@ -16,6 +16,16 @@ from serve.serve_config import ClusterResources
 
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
 APPLICATIONS_PATH = "/api/serve/applications/"
+JOBS_PATH = "/api/jobs/"
+
+
+@dataclass(frozen=True)
+class RayJob:
+    """A Ray job as the dashboard reports it."""
+
+    submission_id: str
+    status: str  # PENDING, RUNNING, STOPPED, SUCCEEDED, FAILED
+    message: str
 
 
 @dataclass(frozen=True)
@@ -136,3 +146,34 @@ class ServeAPI:
         return ClusterResources(
             cpus=totals.get("CPU", 0.0), gpus=totals.get("GPU", 0.0), custom=custom
         )
+
+    # -- jobs ---------------------------------------------------------------------------------
+    async def submit_job(
+        self, submission_id: str, entrypoint: str, metadata: dict[str, str], env: dict[str, str]
+    ) -> None:
+        """Start a driver on the head node; a second submit of one id is refused by Ray."""
+        body = {
+            "entrypoint": entrypoint,
+            "submission_id": submission_id,
+            "metadata": metadata,
+            "runtime_env": {"env_vars": env},
+        }
+        await self._request("POST", JOBS_PATH, json=body)
+
+    async def job(self, submission_id: str) -> RayJob | None:
+        """The job's status, or None if Ray does not know the id (a restarted head)."""
+        try:
+            body = (await self._request("GET", f"{JOBS_PATH}{submission_id}")).json()
+        except ServeAPIError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return RayJob(submission_id, str(body.get("status", "")), str(body.get("message") or ""))
+
+    async def stop_job(self, submission_id: str) -> None:
+        """SIGTERM to the driver (SIGKILL a few seconds later); its actors end with it."""
+        await self._request("POST", f"{JOBS_PATH}{submission_id}/stop")
+
+    async def job_logs(self, submission_id: str) -> str:
+        body = (await self._request("GET", f"{JOBS_PATH}{submission_id}/logs")).json()
+        return str(body.get("logs", ""))

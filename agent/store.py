@@ -131,6 +131,13 @@ CREATE TABLE IF NOT EXISTS feedback (model VARCHAR, request_id VARCHAR, version 
     ts TIMESTAMP, predicted VARCHAR, truth VARCHAR, value DOUBLE, correct BOOLEAN,
     abs_error DOUBLE, truth_at TIMESTAMP, received_at TIMESTAMP,
     PRIMARY KEY (model, request_id));
+-- Batch jobs (agent/batch_jobs.py): one row per job, kept up to date while it runs.
+CREATE TABLE IF NOT EXISTS batch_jobs (id VARCHAR PRIMARY KEY, model VARCHAR, selector VARCHAR,
+    version VARCHAR, sha256 VARCHAR, input VARCHAR, input_sha256 VARCHAR, files INTEGER,
+    output VARCHAR, format VARCHAR, state VARCHAR, who VARCHAR, schedule VARCHAR,
+    started_at TIMESTAMP, ended_at TIMESTAMP, total BIGINT, read BIGINT, scored BIGINT,
+    rejected BIGINT, duration_s DOUBLE, provider VARCHAR, phases VARCHAR, drift VARCHAR,
+    error VARCHAR);
 """
     + SUMMARY_SCHEMA
 )

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from serve.config_file import ConfigError, read_toml
+from serve.cron import check_cron
 from serve.json_number import INTEGRAL
 from serve.names import check_name, check_version
 from serve.routing_table import DEFAULT_STICKY_HEADER, StickyHeader
@@ -286,6 +287,22 @@ class HostAlertRule(_Strict):
     actions: list[WebhookAction | CommandAction] = Field(default_factory=list)
 
 
+class BatchSchedule(_Strict):
+    """A `[[batch]]` entry: the controller scores `input` (a file, a folder or a glob on the head
+    node) with the `version` selector's version on the `cron` schedule (UTC), each run into a
+    new folder under `output` named after its time. Runs missed while the agent was down are
+    made up once, at start."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    input: Annotated[str, Field(min_length=1)]
+    output: Annotated[str, Field(min_length=1)]
+    version: Annotated[str, Field(pattern=r"^(stable|best:[A-Za-z0-9_.-]+|[A-Za-z0-9_.-]+)$")] = (
+        "stable"
+    )
+    cron: Annotated[str, AfterValidator(check_cron)] = Field(description="e.g. '30 0 * * *'")
+    format: Literal["parquet", "csv"] | None = None
+
+
 class ModelConfig(_Strict):
     model: str
     versions: dict[str, VersionOptions]
@@ -294,6 +311,14 @@ class ModelConfig(_Strict):
     blessing: dict[str, BlessingRule] = Field(default_factory=dict)
     rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
     alerts: list[AlertRule] = Field(default_factory=list)
+    batch: list[BatchSchedule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _batch_names_unique(self) -> ModelConfig:
+        names = [b.name for b in self.batch]
+        if len(names) != len(set(names)):
+            raise ValueError("each [[batch]] entry needs a name of its own")
+        return self
 
     def options(self, version: str) -> VersionOptions:
         if version in self.versions:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from serve.value_bins import bin_index
+
 GAMMA = 1.02
 LATENCY_FLOOR_MS = 0.01
 LATENCY_BINS = 1 + math.ceil(math.log(1e7 / LATENCY_FLOOR_MS) / math.log(GAMMA))  # to ~3 h
@@ -67,10 +69,7 @@ class FeatureBins:
         return len(self.edges) + 2
 
     def index(self, values: np.ndarray) -> np.ndarray:
-        v = np.asarray(values, dtype=float)
-        out = np.searchsorted(self.edges, v, side="left") + 1
-        out[v < self.edges[0]] = 0
-        return out.astype(np.int64)
+        return bin_index(self.edges, values)
 
     def values(self, below: float | None = None, above: float | None = None) -> np.ndarray:
         """Where each bin sits on the value axis (for the distances between distributions): a

@@ -22,7 +22,7 @@ from agent.analysis.drift_stats import (
     merged_counts,
     numeric_drift,
 )
-from agent.request_log import REFERENCE, DriftSource, RequestLog
+from agent.request_log import REFERENCE, DriftSource, FeatureCounts, LabelCounts, RequestLog
 from agent.schemas.coverage import Coverage
 from agent.schemas.drift import DriftThresholds
 from agent.summaries import minute_window
@@ -59,30 +59,43 @@ def drift_reports(
     since, until = minute_window(since, until)
     counts = log.feature_counts(source, since, until, buckets, coverage=coverage)
     labels = log.label_counts(source, since, until, buckets, coverage=coverage)
-    empty = (np.array([]), np.array([], dtype=int))
     width = (until - since) / buckets
     reports = []
     for b in range(buckets):
-        results: list[NumericDrift | CategoricalDrift] = []
-        for i in range(len(source.features)):
-            grid, ref, cur = merged_counts(
-                *counts.get((REFERENCE, i), empty), *counts.get((b, i), empty)
-            )
-            results.append(numeric_drift(grid, ref, cur))
-        names = list(source.features)
-        if labels is not None:
-            results.append(categorical_drift(labels.get(REFERENCE, {}), labels.get(b, {})))
-            names.append("prediction")
-        decisions = decide(results, thresholds)
-        features = [
-            FeatureResult(n, r, d) for n, r, d in zip(names, results, decisions, strict=True)
-        ]
-        prediction = features.pop() if labels is not None else None
-        rows = max((r.n_cur for r in results), default=0)
+        features, prediction, rows = bucket_results(
+            list(source.features), counts, labels, b, thresholds
+        )
         reports.append(
             BucketReport(since + width * b, since + width * (b + 1), rows, features, prediction)
         )
     return reports
+
+
+def bucket_results(
+    names: list[str],
+    counts: FeatureCounts,
+    labels: LabelCounts | None,
+    bucket: int,
+    thresholds: DriftThresholds,
+) -> tuple[list[FeatureResult], FeatureResult | None, int]:
+    """One bucket's features (and predicted label) tested against the reference's counts:
+    the results, the label's, and the bucket's rows."""
+    empty = (np.array([]), np.array([], dtype=int))
+    results: list[NumericDrift | CategoricalDrift] = []
+    for i in range(len(names)):
+        grid, ref, cur = merged_counts(
+            *counts.get((REFERENCE, i), empty), *counts.get((bucket, i), empty)
+        )
+        results.append(numeric_drift(grid, ref, cur))
+    names = list(names)
+    if labels is not None:
+        results.append(categorical_drift(labels.get(REFERENCE, {}), labels.get(bucket, {})))
+        names.append("prediction")
+    decisions = decide(results, thresholds)
+    features = [FeatureResult(n, r, d) for n, r, d in zip(names, results, decisions, strict=True)]
+    prediction = features.pop() if labels is not None else None
+    rows = max((r.n_cur for r in results), default=0)
+    return features, prediction, rows
 
 
 def histogram(

@@ -19,6 +19,7 @@ from starlette.routing import Match
 from agent.api import (
     alerts,
     audit,
+    batch,
     drift,
     feedback,
     fleet,
@@ -47,6 +48,7 @@ ROUTERS = (
     routing,
     feedback,
     alerts,
+    batch,
     audit,
     metrics,
     fleet,

@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from agent.alerts import Alerts
 from agent.api.guard import identity_of
+from agent.batch_jobs import BatchJobs
 from agent.collectors.gpu import GpuCollector
 from agent.controller import Controller
 from agent.defaults import DATA_DIR
@@ -55,6 +56,7 @@ class AgentContext:
     rollouts: Rollouts | None = None
     feedback: FeedbackBook | None = None
     alerts: Alerts | None = None
+    batch: BatchJobs | None = None
     traffic: TrafficMetrics = field(default_factory=TrafficMetrics)  # counted at ingest
     started_at: datetime = field(default_factory=utcnow)
 

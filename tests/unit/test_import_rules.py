@@ -21,6 +21,10 @@ PURE_SERVE = {
     "serve.json_number",  # what a body's integer is
     "serve.replica_facts",  # what a replica tells its host's agent
     "serve.ray_token",  # Ray's cluster token, where Ray looks for it
+    "serve.batch_contract",  # the spec and reports between the controller and a batch driver
+    "serve.cron",  # a [[batch]] entry's schedule
+    "serve.value_bins",  # the drift bin of a value, online and in a batch job
+    "serve.batch_rows",  # an input row checked against the manifest (serve.validation's rules)
 }
 # What the console may reach through agent.client, transitively: the client itself, the API's
 # typed bodies, and the agent's published defaults and fleet file. Never the agent's internals

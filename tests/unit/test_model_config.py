@@ -9,6 +9,18 @@ def test_demo_config_loads(repo_root):
     assert {"v1", "v2"} <= set(config.versions)
     assert config.options("v1").max_ongoing_requests >= config.options("v1").max_batch_size
     assert config.blessing["accuracy"].higher_is_better
+    assert config.batch == []  # the example [[batch]] is commented out
+
+
+def test_the_commented_batch_example_parses(repo_root):
+    text = (repo_root / "configs/models/digits.toml").read_text()
+    example = text[text.index("# [[batch]]") :].split("\n\n")[0]
+    uncommented = "\n".join(line.removeprefix("# ") for line in example.splitlines())
+    import tomllib
+
+    data = tomllib.loads(text) | tomllib.loads(uncommented)
+    (entry,) = parse_model_config(data).batch
+    assert (entry.name, entry.version, entry.cron) == ("nightly", "best:accuracy", "30 0 * * *")
 
 
 def test_versions_override_defaults_key_by_key():
@@ -44,6 +56,24 @@ def test_versions_override_defaults_key_by_key():
             "min_replicas",
         ),
         ({"model": "m", "versions": {"router": {}}}, "reserved"),
+        (
+            {
+                "model": "m",
+                "batch": [{"name": "n", "input": "i", "output": "o", "cron": "0 25 * * *"}],
+            },
+            "hour: '25' is outside 0-23",
+        ),
+        (
+            {"model": "m", "batch": [{"name": "n", "input": "i", "output": "o"}] * 2},
+            "missing",
+        ),
+        (
+            {
+                "model": "m",
+                "batch": [{"name": "n", "input": "i", "output": "o", "cron": "0 0 * * *"}] * 2,
+            },
+            "a name of its own",
+        ),
     ],
 )
 def test_bad_configs_name_the_setting(data, needle):

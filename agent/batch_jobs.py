@@ -1,0 +1,575 @@
+"""Batch jobs on the controller: start one (a version's artifact checked, the input listed,
+counted and hashed, the spec written, a Ray job submitted), follow it, cancel it, compare two,
+and run the `[[batch]]` schedules of the models' configs (agent/batch_rules.py decides).
+
+The driver (serve/batch_job.py) runs on the head node as a Ray job; it reports through files
+in the job's folder (serve/batch_contract.py), which the tick reads into the job's row of
+DuckDB's `batch_jobs` table. Every start, refusal, cancel and end is in the audit table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import hashlib
+import json
+import logging
+import os
+import shlex
+import shutil
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent import batch_rules as rules
+from agent.controller import Controller
+from agent.errors import ApiError, Conflict, Invalid, NotFound
+from agent.schemas.batch import FINISHED, BatchDiff, BatchDrift, BatchJob, BatchStart
+from agent.schemas.drift import DriftThresholds
+from agent.serve_api import ServeAPIError
+from agent.store import Store, naive_utc
+from agent.summaries import bins_from_reference
+from serve.batch_contract import (
+    OUTCOME_FILE,
+    PREDICTIONS_DIR,
+    PROGRESS_FILE,
+    SPEC_FILE,
+    BatchOutcome,
+    BatchProgress,
+    BatchSpec,
+    InputFile,
+    InputFormat,
+    read_json,
+    write_atomically,
+)
+from serve.cron import Cron
+from serve.model_config import BatchSchedule
+from serve.model_store import IntegrityError, StoreError
+from serve.serve_config import plan_version
+
+log = logging.getLogger("trackside.batch")
+EXTENSIONS: dict[str, InputFormat] = {".parquet": "parquet", ".csv": "csv"}
+BLOCK_ROWS = 8192
+BATCH_ROWS = 8192
+_HASH_CHUNK = 1 << 22
+
+
+# -- the input ------------------------------------------------------------------------------------
+def list_inputs(pattern: str) -> tuple[list[Path], Path]:
+    """The files a job reads, sorted, and the root their names are relative to: a file, every
+    .parquet/.csv file under a folder (hidden and `_` names skipped, as Ray does), or a glob."""
+    path = Path(pattern).expanduser()
+    if any(ch in pattern for ch in "*?["):
+        files = sorted(Path(p).resolve() for p in glob.glob(str(path), recursive=True))
+        files = [f for f in files if f.is_file()]
+        root = Path(os.path.commonpath([f.parent for f in files])) if files else path.parent
+    elif path.is_dir():
+        root = path.resolve()
+        files = sorted(
+            f.resolve()
+            for f in root.rglob("*")
+            if f.is_file()
+            and f.suffix.lower() in EXTENSIONS
+            and not any(part.startswith((".", "_")) for part in f.relative_to(root).parts)
+        )
+    elif path.is_file():
+        root, files = path.resolve().parent, [path.resolve()]
+    else:
+        raise Invalid(f"input {pattern!r}: no such file or folder on the controller's host")
+    if not files:
+        raise Invalid(f"input {pattern!r} holds no .parquet or .csv file")
+    return files, root
+
+
+def input_format(files: list[Path], asked: InputFormat | None) -> InputFormat:
+    if asked is not None:
+        return asked
+    kinds = {EXTENSIONS.get(f.suffix.lower()) for f in files}
+    if None in kinds or len(kinds) != 1:
+        raise Invalid(
+            "the input mixes formats or has files that are neither .parquet nor .csv: give"
+            " format, or one kind of file"
+        )
+    (kind,) = kinds
+    assert kind is not None
+    return kind
+
+
+def count_rows(path: Path, fmt: InputFormat) -> int:
+    """Data rows (for progress and the ETA): Parquet's footer says; a CSV's lines less its
+    header (a quoted field with a newline in it counts twice: an estimate)."""
+    import pyarrow.parquet as pq
+
+    if fmt == "parquet":
+        try:
+            return int(pq.read_metadata(path).num_rows)
+        except Exception as exc:  # pyarrow raises several kinds for a file that is not Parquet
+            raise Invalid(f"{path} is not a Parquet file: {exc}") from exc
+    lines, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    if last != b"\n":
+        lines += 1
+    return max(lines - 1, 0)
+
+
+def inputs_sha256(files: list[InputFile]) -> str:
+    """One hash over every file's name and bytes, in order: the same input, the same hash."""
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b"\0")
+        with open(f.path, "rb") as fh:
+            while chunk := fh.read(_HASH_CHUNK):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _describe_inputs(
+    pattern: str, asked: InputFormat | None
+) -> tuple[list[InputFile], InputFormat, str]:
+    files, root = list_inputs(pattern)
+    fmt = input_format(files, asked)
+    inputs = [
+        InputFile(path=str(f), name=f.relative_to(root).as_posix(), rows=count_rows(f, fmt))
+        for f in files
+    ]
+    return inputs, fmt, inputs_sha256(inputs)
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# -- the record ------------------------------------------------------------------------------------
+JSON_COLUMNS = ("phases", "drift")
+
+
+def _row(job: BatchJob) -> dict[str, Any]:
+    doc = job.model_dump(mode="json", exclude={"rows_per_s", "eta_s"})
+    for key in JSON_COLUMNS:
+        doc[key] = json.dumps(doc[key]) if doc[key] is not None else None
+    for key in ("started_at", "ended_at"):
+        value = getattr(job, key)
+        doc[key] = naive_utc(value) if value is not None else None
+    return doc
+
+
+def _job(row: dict[str, Any]) -> BatchJob:
+    doc = dict(row)
+    for key in JSON_COLUMNS:
+        doc[key] = json.loads(doc[key]) if doc[key] else None
+    return BatchJob.model_validate(doc)
+
+
+class BatchJobs:
+    def __init__(self, store: Store, controller: Controller, folder: Path) -> None:
+        self.store = store
+        self.ctl = controller
+        self.folder = folder
+        self._lock = asyncio.Lock()  # one start, cancel or refresh at a time
+
+    # -- reads -----------------------------------------------------------------------------
+    def get(self, job_id: str) -> BatchJob:
+        rows = self.store.query("SELECT * FROM batch_jobs WHERE id = ?", [job_id])
+        if not rows:
+            raise NotFound(f"no batch job {job_id!r}")
+        return self._live(_job(rows[0]))
+
+    def all(self, model: str | None = None, limit: int = 100) -> list[BatchJob]:
+        rows = self.store.query(
+            "SELECT * FROM batch_jobs WHERE $model IS NULL OR model = $model"
+            " ORDER BY started_at DESC, id DESC LIMIT $limit",
+            {"model": model, "limit": limit},
+        )
+        return [self._live(_job(r)) for r in rows]
+
+    def _live(self, job: BatchJob) -> BatchJob:
+        """A running job's rate and ETA, from its latest progress."""
+        if job.state != "running":
+            return job
+        progress = read_json(self._dir(job.id) / PROGRESS_FILE)
+        if progress is None:
+            return job
+        p = BatchProgress.model_validate(progress)
+        rate, eta = rules.eta_s(p.read, job.total, p.elapsed_s)
+        return job.model_copy(
+            update={
+                "read": p.read,
+                "scored": p.scored,
+                "rejected": p.rejected,
+                "rows_per_s": rate,
+                "eta_s": eta,
+            }
+        )
+
+    def _dir(self, job_id: str) -> Path:
+        return self.folder / job_id
+
+    def _save(self, job: BatchJob) -> None:
+        row = _row(job)
+        names = ", ".join(f'"{k}"' for k in row)
+        marks = ", ".join("?" for _ in row)
+        self.store.execute(
+            f"INSERT OR REPLACE INTO batch_jobs ({names}) VALUES ({marks})", list(row.values())
+        )
+
+    def _audit(
+        self,
+        action: str,
+        job: BatchJob | None,
+        request: dict[str, Any],
+        result: str,
+        who: str,
+        error: str | None = None,
+    ) -> None:
+        """The request, and the job as it then stood (its numbers, not its drift report)."""
+        if job is not None:
+            keep = {"id", "version", "sha256", "input_sha256", "output", "state", "total"}
+            request = request | job.model_dump(mode="json", include=keep)
+            request |= {"read": job.read, "scored": job.scored, "rejected": job.rejected}
+        model = job.model if job else request.get("model")
+        self.store.audit(who, action, model, request, None, None, result, error)
+
+    # -- start -----------------------------------------------------------------------------
+    async def start(self, body: BatchStart, who: str, schedule: str | None = None) -> BatchJob:
+        request = body.model_dump(mode="json") | ({"schedule": schedule} if schedule else {})
+        try:
+            async with self._lock:
+                job, spec = await self._prepare(body, who, schedule)
+                await self._submit(job, spec)
+        except ApiError as exc:
+            self._audit("batch_start", None, request, "refused", who, exc.message)
+            raise
+        self._audit("batch_start", job, request, "ok", who)
+        return job
+
+    async def _prepare(
+        self, body: BatchStart, who: str, schedule: str | None
+    ) -> tuple[BatchJob, BatchSpec]:
+        config = self.ctl.models.get(body.model)
+        if config is None:
+            raise NotFound(f"unknown model {body.model!r}; known: {sorted(self.ctl.models)}")
+        store = self.ctl.model_store
+        manifests = store.list(body.model)
+        stable = self.ctl.states().get(body.model)
+        directions = {name: rule.higher_is_better for name, rule in config.blessing.items()}
+        version = rules.resolve_version(
+            body.version, stable.stable if stable else None, manifests, directions
+        )
+        try:
+            # The artifact's bytes against its manifest, before any row is read.
+            loaded = await asyncio.to_thread(store.load, body.model, version)
+            reference = store.reference_path(body.model, version)
+        except IntegrityError as exc:
+            raise Conflict(f"refused: {exc}") from exc
+        except StoreError as exc:
+            raise Conflict(str(exc)) from exc
+        output = Path(body.output).expanduser().resolve()
+        if output.exists():
+            raise Conflict(f"output {output} exists: a job writes a new folder, never over one")
+        if not output.parent.is_dir():
+            raise Invalid(f"output's parent {output.parent} is not a folder on the head node")
+        inputs, fmt, digest = await asyncio.to_thread(_describe_inputs, body.input, body.format)
+        if any(output == Path(f.path) or output in Path(f.path).parents for f in inputs):
+            raise Invalid("the output folder may not hold the input")
+        vb = None
+        if reference is not None and reference.is_file():
+            features = list(loaded.manifest.input.features)
+            vb = await asyncio.to_thread(
+                bins_from_reference, body.model, version, features, str(reference)
+            )
+        options = config.options(version)
+        try:
+            cluster = await self.ctl.api.cluster_resources()
+        except ServeAPIError as exc:
+            raise ApiError(502, f"Ray did not say what the cluster has: {exc}") from exc
+        plan = plan_version(body.model, version, options, cluster)
+        if plan.problem is not None:
+            raise Conflict(f"{body.model}/{version} cannot run here: {plan.problem}")
+        now = datetime.now(UTC)
+        job_id = f"{body.model}-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+        spec = BatchSpec(
+            job_id=job_id,
+            model=body.model,
+            version=version,
+            sha256=loaded.manifest.sha256,
+            store=str(store.root),
+            inputs=inputs,
+            format=fmt,
+            output=str(output),
+            staging=str(output.parent / f".{output.name}.staging-{job_id}"),
+            actors=options.num_replicas or options.autoscaling.max_replicas,
+            num_cpus=options.num_cpus,
+            num_gpus=plan.num_gpus,
+            batch_size=BATCH_ROWS,
+            block_rows=BLOCK_ROWS,
+            drift_edges=[b.edges.tolist() for b in vb.bins] if vb else None,
+        )
+        job = BatchJob(
+            id=job_id,
+            model=body.model,
+            selector=body.version,
+            version=version,
+            sha256=spec.sha256,
+            input=body.input,
+            input_sha256=digest,
+            files=len(inputs),
+            output=str(output),
+            format=fmt,
+            state="running",
+            who=who,
+            schedule=schedule,
+            started_at=now,
+            total=sum(f.rows for f in inputs),
+        )
+        return job, spec
+
+    async def _submit(self, job: BatchJob, spec: BatchSpec) -> None:
+        folder = self._dir(job.id)
+        folder.mkdir(parents=True, mode=0o700)
+        write_atomically(folder / SPEC_FILE, spec)
+        self._save(job)  # the record first: a crash after the submit still finds the job
+        entrypoint = shlex.join([sys.executable, "-m", "serve.batch_job", str(folder / SPEC_FILE)])
+        try:
+            await self.ctl.api.submit_job(
+                job.id,
+                entrypoint,
+                metadata={"trackside": "batch", "model": job.model, "version": job.version},
+                env={"TRACKSIDE_ORT_THREADS": os.environ.get("TRACKSIDE_ORT_THREADS", "1")},
+            )
+        except ServeAPIError as exc:
+            self._save(job.model_copy(update={"state": "failed", "error": str(exc)}))
+            raise ApiError(502, f"Ray refused the job: {exc}") from exc
+
+    # -- follow ------------------------------------------------------------------------------
+    async def refresh(self) -> None:
+        """Every running job brought up to date from Ray and the driver's files."""
+        running = self.store.query("SELECT id FROM batch_jobs WHERE state = 'running'")
+        for row in running:
+            async with self._lock:
+                job = _job(
+                    self.store.query("SELECT * FROM batch_jobs WHERE id = ?", [row["id"]])[0]
+                )
+                if job.state == "running":
+                    await self._follow(job)
+
+    async def _follow(self, job: BatchJob) -> None:
+        ray_job = await self.ctl.api.job(job.id)
+        raw = read_json(self._dir(job.id) / OUTCOME_FILE)
+        outcome = BatchOutcome.model_validate(raw) if raw else None
+        if ray_job is None and outcome is None:
+            state = "failed"
+            error: str | None = "Ray does not know the job any more (was the head restarted?)"
+        else:
+            state = rules.state_of(
+                ray_job.status if ray_job else "", outcome.state if outcome else None
+            )
+            error = outcome.error if outcome else (ray_job.message if ray_job else None)
+        if state == "running":
+            live = self._live(job)
+            if (live.read, live.scored, live.rejected) != (job.read, job.scored, job.rejected):
+                self._save(live.model_copy(update={"rows_per_s": None, "eta_s": None}))
+            return
+        await self._finish(job, state, outcome, error)
+
+    async def _finish(
+        self, job: BatchJob, state: str, outcome: BatchOutcome | None, error: str | None
+    ) -> None:
+        ended = datetime.now(UTC)
+        update: dict[str, Any] = {
+            "state": state,
+            "ended_at": ended,
+            "duration_s": (ended - job.started_at).total_seconds(),
+        }
+        if outcome is not None:
+            update |= {
+                "read": outcome.read,
+                "scored": outcome.scored,
+                "rejected": outcome.rejected,
+                "phases": outcome.phases,
+                "provider": outcome.provider,
+                "duration_s": outcome.wall_s,
+            }
+            if outcome.drift is not None:
+                update["drift"] = await asyncio.to_thread(self._drift, job, outcome)
+        if state != "succeeded":
+            update["error"] = error or ("cancelled" if state == "cancelled" else "the job failed")
+            spec = BatchSpec.model_validate_json((self._dir(job.id) / SPEC_FILE).read_text())
+            shutil.rmtree(spec.staging, ignore_errors=True)
+        done = job.model_copy(update=update)
+        self._save(done)
+        result = "ok" if state == "succeeded" else state
+        self._audit("batch_end", done, {"id": job.id}, result, "controller", done.error)
+        log.info(
+            "batch job %s %s: %d scored, %d rejected", job.id, state, done.scored, done.rejected
+        )
+
+    def _drift(self, job: BatchJob, outcome: BatchOutcome) -> BatchDrift | None:
+        from agent.analysis.drift import bucket_results
+        from agent.api.drift import feature_drift
+        from agent.request_log import REFERENCE, counts_on_bins
+
+        assert outcome.drift is not None
+        manifest = self.ctl.model_store.manifest(job.model, job.version)
+        features = list(manifest.input.features)
+        reference = self.ctl.model_store.reference_path(job.model, job.version)
+        if reference is None:
+            return None
+        vb = bins_from_reference(job.model, job.version, features, str(reference))
+        dense = {
+            "n": [c for f in outcome.drift.features for c in f.counts],
+            "outer": [[f.below_sum, f.above_sum] for f in outcome.drift.features],
+        }
+        counts = counts_on_bins(vb, list(range(len(features))), 1, dense)
+        labels = None
+        if vb.reference_labels is not None:
+            labels = {REFERENCE: vb.reference_labels, 0: outcome.drift.labels}
+        results, prediction, rows = bucket_results(features, counts, labels, 0, DriftThresholds())
+        drifted = [feature_drift(f) for f in results]
+        ranked = sorted((f for f in drifted if f.drifted), key=lambda f: -(f.psi or f.js or 0))
+        return BatchDrift(
+            reference_rows=max((f.reference_rows for f in drifted), default=0),
+            current_rows=rows,
+            drifted=[f.feature for f in ranked],
+            features=drifted,
+            prediction=feature_drift(prediction) if prediction else None,
+        )
+
+    # -- cancel ------------------------------------------------------------------------------
+    async def cancel(self, job_id: str, who: str, wait_s: float = 20.0) -> BatchJob:
+        async with self._lock:
+            job = self.get(job_id)
+            if job.state in FINISHED:
+                raise Conflict(f"batch job {job_id} has {job.state} already")
+            try:
+                await self.ctl.api.stop_job(job_id)
+            except ServeAPIError as exc:
+                raise ApiError(502, f"Ray did not stop the job: {exc}") from exc
+            deadline = asyncio.get_running_loop().time() + wait_s
+            while asyncio.get_running_loop().time() < deadline:
+                ray_job = await self.ctl.api.job(job_id)
+                if ray_job is None or ray_job.status in ("STOPPED", "FAILED", "SUCCEEDED"):
+                    break
+                await asyncio.sleep(0.5)
+            await self._follow(job)
+            done = self.get(job_id)
+            if done.state == "running":  # Ray still stopping it: it will not score on
+                await self._finish(job, "cancelled", None, f"cancelled by {who}")
+                done = self.get(job_id)
+        self._audit("batch_cancel", done, {"id": job_id}, "ok", who)
+        return done
+
+    # -- compare ------------------------------------------------------------------------------
+    def diff(self, a: str, b: str, examples: int = 10) -> BatchDiff:
+        jobs = [self.get(a), self.get(b)]
+        for job in jobs:
+            if job.state != "succeeded":
+                raise Conflict(f"batch job {job.id} has {job.state}: only finished jobs compare")
+        paths = [_sql_text(str(Path(j.output) / PREDICTIONS_DIR / "*.parquet")) for j in jobs]
+        with_p = all(self._has_probabilities(p) for p in paths)
+        p_a, p_b = ("a.probabilities", "b.probabilities") if with_p else ("NULL", "NULL")
+        with self.store.cursor() as cur:
+            # DuckDB takes no prepared parameter in a view: the paths are quoted literals.
+            cur.execute(
+                f"""
+                CREATE OR REPLACE TEMP VIEW batch_pair AS
+                SELECT a.row_id AS a_id, b.row_id AS b_id,
+                    a.label::VARCHAR AS a_label, b.label::VARCHAR AS b_label,
+                    {p_a}::FLOAT[] AS a_p, {p_b}::FLOAT[] AS b_p,
+                    a_id IS NOT NULL AND b_id IS NOT NULL AS in_both
+                FROM read_parquet({paths[0]}) a FULL OUTER JOIN read_parquet({paths[1]}) b
+                    USING (row_id)
+                """
+            )
+            row = cur.execute(
+                """
+                SELECT count(a_id)::BIGINT, count(b_id)::BIGINT,
+                    count(*) FILTER (in_both)::BIGINT,
+                    count(*) FILTER (b_id IS NULL)::BIGINT,
+                    count(*) FILTER (a_id IS NULL)::BIGINT,
+                    count(*) FILTER (in_both AND a_label IS DISTINCT FROM b_label)::BIGINT,
+                    count(*) FILTER (in_both AND a_p IS DISTINCT FROM b_p)::BIGINT,
+                    max(list_max(list_transform(list_zip(a_p, b_p), lambda p: abs(p[1] - p[2]))))
+                FROM batch_pair
+                """
+            ).fetchone()
+            assert row is not None
+            changed_ids = [
+                r[0]
+                for r in cur.execute(
+                    "SELECT a_id FROM batch_pair WHERE in_both AND a_label IS DISTINCT FROM b_label"
+                    " ORDER BY a_id LIMIT ?",
+                    [examples],
+                ).fetchall()
+            ]
+            cur.execute("DROP VIEW batch_pair")
+        rows_a, rows_b, common, only_a, only_b, changed, p_changed, max_change = row
+        return BatchDiff(
+            a=a,
+            b=b,
+            rows_a=rows_a,
+            rows_b=rows_b,
+            common=common,
+            only_a=only_a,
+            only_b=only_b,
+            labels_changed=changed,
+            probabilities_changed=p_changed,
+            max_probability_change=max_change,
+            identical=only_a == 0 and only_b == 0 and changed == 0 and p_changed == 0,
+            examples=changed_ids,
+        )
+
+    def _has_probabilities(self, quoted_path: str) -> bool:
+        with self.store.cursor() as cur:
+            described = cur.execute(f"DESCRIBE SELECT * FROM read_parquet({quoted_path})")
+            return "probabilities" in {r[0] for r in described.fetchall()}
+
+    # -- schedules ---------------------------------------------------------------------------
+    async def run_schedules(self, now: datetime | None = None) -> list[BatchJob]:
+        """Start the jobs the `[[batch]]` schedules owe: the latest firing since each one's
+        last run, once. A schedule seen for the first time owes nothing until it fires."""
+        now = naive_utc(now or datetime.now(UTC))
+        started = []
+        for config in self.ctl.models.values():
+            for entry in config.batch:
+                job = await self._run_schedule(config.model, entry, now)
+                if job is not None:
+                    started.append(job)
+        return started
+
+    async def _run_schedule(
+        self, model: str, entry: BatchSchedule, now: datetime
+    ) -> BatchJob | None:
+        key = f"batch_schedule:{model}:{entry.name}"
+        last_text = self.store.get_state(key)
+        if last_text is None:
+            self.store.put_state(key, now.isoformat())
+            return None
+        slot = rules.due_slot(Cron.parse(entry.cron), datetime.fromisoformat(last_text), now)
+        if slot is None:
+            return None
+        # Recorded before the job starts: a crash between the two skips a run, never repeats one.
+        self.store.put_state(key, slot.isoformat())
+        body = BatchStart(
+            model=model,
+            version=entry.version,
+            input=entry.input,
+            output=str(Path(entry.output) / f"{slot:%Y%m%dT%H%MZ}"),
+            format=entry.format,
+        )
+        try:
+            return await self.start(body, who=f"schedule {entry.name}", schedule=entry.name)
+        except ApiError as exc:
+            log.warning(
+                "scheduled batch %s/%s for %s refused: %s", model, entry.name, slot, exc.message
+            )
+            return None
+
+    async def tick(self) -> None:
+        await self.refresh()
+        await self.run_schedules()
