@@ -40,7 +40,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-BENCHES := router_overhead agent_cost console drift fleet judge_sim
+BENCHES := router_overhead agent_cost console drift fleet judge_sim batch
 
 bench: $(STAMP)
 	@for b in $(BENCHES); do echo "== $$b"; $(PY) -m scripts.bench.$$b || exit 1; done

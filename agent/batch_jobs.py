@@ -19,6 +19,7 @@ import shlex
 import shutil
 import sys
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,33 +52,61 @@ from serve.serve_config import plan_version
 
 log = logging.getLogger("trackside.batch")
 EXTENSIONS: dict[str, InputFormat] = {".parquet": "parquet", ".csv": "csv"}
-BLOCK_ROWS = 8192
-BATCH_ROWS = 8192
+# Rows per block read and per batch scored: 8192 cost Ray a fifth of the pool's rate on this
+# machine (scripts/bench/batch.py).
+BLOCK_ROWS = 32768
+BATCH_ROWS = 32768
 _HASH_CHUNK = 1 << 22
 
 
 # -- the input ------------------------------------------------------------------------------------
-def list_inputs(pattern: str) -> tuple[list[Path], Path]:
+MAX_LISTED = 100_000  # entries of a folder walked to find the input files
+
+
+def inside(path: Path, roots: list[Path]) -> bool:
+    """Whether `path`, links resolved, is one of `roots` or under one."""
+    real = Path(os.path.realpath(path))
+    return any(real == root or root in real.parents for root in roots)
+
+
+def _walk(root: Path) -> list[Path]:
+    """The .parquet/.csv files under a folder, hidden and `_` names skipped (as Ray does)."""
+    found, seen = [], 0
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        seen += len(dirs) + len(names)
+        if seen > MAX_LISTED:
+            raise Invalid(f"input {root} holds over {MAX_LISTED:,} entries: give a glob instead")
+        for name in names:
+            if not name.startswith((".", "_")) and Path(name).suffix.lower() in EXTENSIONS:
+                found.append(Path(folder) / name)
+    return sorted(found)
+
+
+def list_inputs(pattern: str, roots: list[Path]) -> tuple[list[Path], Path]:
     """The files a job reads, sorted, and the root their names are relative to: a file, every
-    .parquet/.csv file under a folder (hidden and `_` names skipped, as Ray does), or a glob."""
-    path = Path(pattern).expanduser()
+    .parquet/.csv file under a folder, or a glob (one level per `*`, as a shell's; no `**`),
+    each file inside the configured roots."""
+    path = Path(pattern)
+    if not path.is_absolute():
+        raise Invalid(f"input {pattern!r} must be an absolute path on the head node")
+    if "**" in pattern:
+        raise Invalid("input: `**` is not taken; name the levels (/data/*/part-*.parquet)")
     if any(ch in pattern for ch in "*?["):
-        files = sorted(Path(p).resolve() for p in glob.glob(str(path), recursive=True))
-        files = [f for f in files if f.is_file()]
+        files = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
         root = Path(os.path.commonpath([f.parent for f in files])) if files else path.parent
     elif path.is_dir():
-        root = path.resolve()
-        files = sorted(
-            f.resolve()
-            for f in root.rglob("*")
-            if f.is_file()
-            and f.suffix.lower() in EXTENSIONS
-            and not any(part.startswith((".", "_")) for part in f.relative_to(root).parts)
-        )
+        root, files = path, _walk(path)
     elif path.is_file():
-        root, files = path.resolve().parent, [path.resolve()]
+        root, files = path.parent, [path]
     else:
         raise Invalid(f"input {pattern!r}: no such file or folder on the controller's host")
+    outside = [f for f in files if not inside(f, roots)]
+    if outside or not inside(root, roots):
+        raise Invalid(
+            f"input {outside[0] if outside else root} is outside the folders batch jobs may"
+            f" read ([controller] batch_roots: {[str(r) for r in roots]})"
+        )
     if not files:
         raise Invalid(f"input {pattern!r} holds no .parquet or .csv file")
     return files, root
@@ -130,9 +159,9 @@ def inputs_sha256(files: list[InputFile]) -> str:
 
 
 def _describe_inputs(
-    pattern: str, asked: InputFormat | None
+    pattern: str, asked: InputFormat | None, roots: list[Path]
 ) -> tuple[list[InputFile], InputFormat, str]:
-    files, root = list_inputs(pattern)
+    files, root = list_inputs(pattern, roots)
     fmt = input_format(files, asked)
     inputs = [
         InputFile(path=str(f), name=f.relative_to(root).as_posix(), rows=count_rows(f, fmt))
@@ -150,7 +179,7 @@ JSON_COLUMNS = ("phases", "drift")
 
 
 def _row(job: BatchJob) -> dict[str, Any]:
-    doc = job.model_dump(mode="json", exclude={"rows_per_s", "eta_s"})
+    doc = job.model_dump(mode="json", exclude={"rows_per_s", "eta_s", "note"})
     for key in JSON_COLUMNS:
         doc[key] = json.dumps(doc[key]) if doc[key] is not None else None
     for key in ("started_at", "ended_at"):
@@ -166,11 +195,23 @@ def _job(row: dict[str, Any]) -> BatchJob:
     return BatchJob.model_validate(doc)
 
 
+@dataclass(frozen=True)
+class JobTotals:
+    model: str
+    state: str
+    jobs: int
+    scored: int
+    rejected: int
+
+
 class BatchJobs:
-    def __init__(self, store: Store, controller: Controller, folder: Path) -> None:
+    def __init__(
+        self, store: Store, controller: Controller, folder: Path, roots: list[Path]
+    ) -> None:
         self.store = store
         self.ctl = controller
         self.folder = folder
+        self.roots = [Path(os.path.realpath(r)) for r in roots]
         self._lock = asyncio.Lock()  # one start, cancel or refresh at a time
 
     # -- reads -----------------------------------------------------------------------------
@@ -188,15 +229,31 @@ class BatchJobs:
         )
         return [self._live(_job(r)) for r in rows]
 
+    def totals(self) -> list[JobTotals]:
+        """Jobs and rows per model and state (a running job's rows as last saved)."""
+        rows = self.store.query(
+            "SELECT model, state, count(*) AS jobs, coalesce(sum(scored), 0) AS scored,"
+            " coalesce(sum(rejected), 0) AS rejected FROM batch_jobs GROUP BY ALL"
+        )
+        return [
+            JobTotals(
+                **{k: r[k] for k in ("model", "state")},
+                jobs=int(r["jobs"]),
+                scored=int(r["scored"]),
+                rejected=int(r["rejected"]),
+            )
+            for r in rows
+        ]
+
     def _live(self, job: BatchJob) -> BatchJob:
-        """A running job's rate and ETA, from its latest progress."""
+        """A running job's rate and ETA, from its latest progress, and a note if it has not
+        read a row for long."""
         if job.state != "running":
             return job
-        progress = read_json(self._dir(job.id) / PROGRESS_FILE)
-        if progress is None:
-            return job
-        p = BatchProgress.model_validate(progress)
+        raw = read_json(self._dir(job.id) / PROGRESS_FILE)
+        p = BatchProgress.model_validate(raw) if raw else BatchProgress(total=job.total)
         rate, eta = rules.eta_s(p.read, job.total, p.elapsed_s)
+        waited = (datetime.now(UTC) - job.started_at).total_seconds()
         return job.model_copy(
             update={
                 "read": p.read,
@@ -204,6 +261,7 @@ class BatchJobs:
                 "rejected": p.rejected,
                 "rows_per_s": rate,
                 "eta_s": eta,
+                "note": rules.stalled(p.read, waited),
             }
         )
 
@@ -251,6 +309,11 @@ class BatchJobs:
     async def _prepare(
         self, body: BatchStart, who: str, schedule: str | None
     ) -> tuple[BatchJob, BatchSpec]:
+        if not self.roots:
+            raise Conflict(
+                "batch jobs are off on this controller: list the folders they may read and"
+                " write in [controller] batch_roots of the agent's config"
+            )
         config = self.ctl.models.get(body.model)
         if config is None:
             raise NotFound(f"unknown model {body.model!r}; known: {sorted(self.ctl.models)}")
@@ -269,12 +332,22 @@ class BatchJobs:
             raise Conflict(f"refused: {exc}") from exc
         except StoreError as exc:
             raise Conflict(str(exc)) from exc
-        output = Path(body.output).expanduser().resolve()
+        output = Path(body.output)
+        if not output.is_absolute():
+            raise Invalid(f"output {body.output!r} must be an absolute path on the head node")
+        output = Path(os.path.realpath(output))
+        if not inside(output, self.roots):
+            raise Invalid(
+                f"output {output} is outside the folders batch jobs may write"
+                f" ([controller] batch_roots: {[str(r) for r in self.roots]})"
+            )
         if output.exists():
             raise Conflict(f"output {output} exists: a job writes a new folder, never over one")
         if not output.parent.is_dir():
             raise Invalid(f"output's parent {output.parent} is not a folder on the head node")
-        inputs, fmt, digest = await asyncio.to_thread(_describe_inputs, body.input, body.format)
+        inputs, fmt, digest = await asyncio.to_thread(
+            _describe_inputs, body.input, body.format, self.roots
+        )
         if any(output == Path(f.path) or output in Path(f.path).parents for f in inputs):
             raise Invalid("the output folder may not hold the input")
         vb = None
@@ -373,7 +446,9 @@ class BatchJobs:
         if state == "running":
             live = self._live(job)
             if (live.read, live.scored, live.rejected) != (job.read, job.scored, job.rejected):
-                self._save(live.model_copy(update={"rows_per_s": None, "eta_s": None}))
+                self._save(
+                    live.model_copy(update={"rows_per_s": None, "eta_s": None, "note": None})
+                )
             return
         await self._finish(job, state, outcome, error)
 
@@ -503,7 +578,8 @@ class BatchJobs:
                 r[0]
                 for r in cur.execute(
                     "SELECT a_id FROM batch_pair WHERE in_both AND a_label IS DISTINCT FROM b_label"
-                    " ORDER BY a_id LIMIT ?",
+                    " ORDER BY regexp_extract(a_id, '^(.*):', 1),"
+                    " regexp_extract(a_id, ':([0-9]+)$', 1)::BIGINT LIMIT ?",
                     [examples],
                 ).fetchall()
             ]

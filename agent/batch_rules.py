@@ -70,6 +70,19 @@ def eta_s(done: int, total: int, elapsed_s: float) -> tuple[float | None, float 
     return rate, max(total - done, 0) / rate
 
 
+STALL_S = 90.0  # a job that has read nothing by then is waiting for something
+
+
+def stalled(rows_read: int, waited_s: float) -> str | None:
+    """Why a running job may not be moving, in words an operator can act on."""
+    if rows_read > 0 or waited_s < STALL_S:
+        return None
+    return (
+        f"no row read in {waited_s:.0f}s: the cluster may lack free CPU, GPU or memory for the"
+        " job's actors and tasks (Ray's dashboard lists what waits), or the driver is stuck"
+    )
+
+
 def due_slot(cron: Cron, last_run: datetime | None, now: datetime) -> datetime | None:
     """The one run owed now: the latest firing after the last run. Runs missed while the agent
     was down collapse into this one (never two jobs for one gap)."""

@@ -540,6 +540,7 @@ def _follow(client: AgentClient, job: BatchJob, every_s: float = 1.0) -> BatchJo
     """A progress bar until the job ends (Ctrl-C leaves it running)."""
     tty = sys.stdout.isatty()
     last_line = 0.0
+    noted: str | None = None
     try:
         while job.state == "running":
             if tty:
@@ -547,6 +548,9 @@ def _follow(client: AgentClient, job: BatchJob, every_s: float = 1.0) -> BatchJo
             elif time.monotonic() - last_line >= 10:
                 print(_bar(job), flush=True)
                 last_line = time.monotonic()
+            if job.note and job.note != noted:
+                print(f"\n  {job.note}" if tty else f"  {job.note}", flush=True)
+                noted = job.note
             time.sleep(every_s)
             job = client.batch_job(job.id)
     except KeyboardInterrupt:

@@ -74,6 +74,10 @@ class ControllerSettings(_Strict):
     # How often the models' [[alerts]] rules and these host rules are evaluated.
     alert_interval_s: float = Field(15, ge=1, le=3600)
     alerts: list[HostAlertRule] = Field(default_factory=list)
+    # The folders batch jobs may read their input from and write their output to (on the
+    # head node, or storage every node shares). None by default: a token's holder must not be
+    # able to have the cluster read or write any file the agent's user can.
+    batch_roots: list[Path] = Field(default_factory=list)
 
     @field_validator("alerts")
     @classmethod

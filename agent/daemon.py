@@ -150,7 +150,12 @@ class Agent:
                 rollouts,
                 host_rules=config.controller.alerts,
             )
-            batch = BatchJobs(self.store, self.controller, config.data_dir / "batch")
+            batch = BatchJobs(
+                self.store,
+                self.controller,
+                config.data_dir / "batch",
+                roots=config.controller.batch_roots,
+            )
             replayer = Replayer(
                 self.store,
                 self.requests,

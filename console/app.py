@@ -26,6 +26,7 @@ from console.screens.audit import AuditScreen
 from console.screens.base import ConsoleScreen
 from console.screens.drift import DriftScreen
 from console.screens.fleet import FleetScreen
+from console.screens.jobs import JobsScreen
 from console.screens.models import ModelsScreen
 from console.screens.requests import RequestsScreen
 from console.screens.rollout import RolloutScreen
@@ -40,6 +41,7 @@ SCREENS: tuple[type[ConsoleScreen], ...] = (
     DriftScreen,
     RolloutScreen,
     AlertsScreen,
+    JobsScreen,
     AuditScreen,
 )
 

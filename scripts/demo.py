@@ -37,6 +37,7 @@ from serve.ray_token import token_auth_env
 ROOT = Path(__file__).resolve().parent.parent
 # The demo's data folder (tests give it another, with other ports in their demo config).
 DATA = Path(os.environ.get("TRACKSIDE_DEMO_DATA", ROOT / ".trackside"))
+BATCH_DATA = DATA / "batch-data"  # what batch jobs may read and write in the demo
 
 
 class _Section(BaseModel):
@@ -84,6 +85,27 @@ def ensure_demo_models(store: ModelStore) -> None:
     train(["--store", str(store.root)])
 
 
+def write_batch_sample(rows: int = 20_000) -> Path:
+    """A file of digits to score with `trackside batch` (three bad rows among them)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from scripts.train_demo_models import FEATURES, split
+
+    path = BATCH_DATA / "customers.parquet"
+    if path.exists():
+        return path
+    BATCH_DATA.mkdir(parents=True, exist_ok=True, mode=0o700)
+    x = split()[1].astype(np.float64)
+    data = x[np.arange(rows) % len(x)]
+    data[[17, 4242], 9] = np.nan  # missing pixels: set aside with the reason
+    data[9000, 30] = np.inf
+    pq.write_table(pa.table({f: data[:, j] for j, f in enumerate(FEATURES)}), path)
+    os.chmod(path, 0o600)
+    return path
+
+
 def start_agent(ray: LocalCluster, config: DemoConfig) -> subprocess.Popen:
     """The controller, with the cluster's token (Ray's token auth is on)."""
     agent_toml = DATA / "demo-agent.toml"
@@ -93,6 +115,7 @@ def start_agent(ray: LocalCluster, config: DemoConfig) -> subprocess.Popen:
         f'[controller]\nenabled = true\ndashboard = "{ray.dashboard_url}"\n'
         f"serve_port = {ray.ports['serve_http']}\nmodels = [{models}]\n"
         f"alert_interval_s = {config.demo.alert_interval_s}\n"
+        f'batch_roots = ["{BATCH_DATA}"]\n'
         f'[model_store]\npath = "{ROOT / config.model_store.path}"\n'
     )
     log = open(DATA / "agent.log", "ab")  # noqa: SIM115 - the child keeps writing to it
@@ -178,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         result = client.set_traffic("digits", {"v1": 90, "v2": 10}, fallback="v1")
         print(f"traffic: {result.message}; {result.after.weights}")
         predict = f"{cluster.serve_url}/models/digits/predict"
+        sample = write_batch_sample()
         load = subprocess.Popen(
             [
                 sys.executable,
@@ -212,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             "  .venv/bin/trackside status\n"
             "  .venv/bin/trackside traffic digits v1=50 v2=50\n"
             "  .venv/bin/trackside promote digits v2 ; .venv/bin/trackside rollback digits\n"
+            f"  .venv/bin/trackside batch digits --input {sample}"
+            f" --output {BATCH_DATA / 'scores-1'}\n"
             f'  curl -s -H "Authorization: Bearer $(cat {DATA / "agent.token"})"'
             f" {url}/v1/telemetry/latency?model=digits\n"
         )

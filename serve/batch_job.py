@@ -129,7 +129,7 @@ class InputRows(Datasource):
         self._spec = spec
         self._input_schema = schema
         self._counter = counter
-        self._pieces = pieces(spec, rows_per_task=max(spec.batch_size, spec.block_rows))
+        self.pieces = pieces(spec, rows_per_task=max(spec.batch_size, spec.block_rows))
 
     def estimate_inmemory_data_size(self) -> int | None:
         return None
@@ -147,7 +147,7 @@ class InputRows(Datasource):
                     exec_stats=None,
                 ),
             )
-            for piece in self._pieces
+            for piece in self.pieces
         ]
 
     def _read(self, piece: Piece) -> Iterator[Block]:
@@ -307,7 +307,10 @@ class Scorer:
         return pa.table(out)
 
 
-def drift_counts(edges: list[np.ndarray], x: np.ndarray) -> list[tuple[np.ndarray, float, float]]:
+DriftTotals = list[tuple[np.ndarray, float, float]]
+
+
+def drift_counts(edges: list[np.ndarray], x: np.ndarray) -> DriftTotals:
     """Each feature counted on its drift bins, with the sums of the values below and above
     the reference's range (what the request log's summaries keep)."""
     out = []
@@ -317,6 +320,19 @@ def drift_counts(edges: list[np.ndarray], x: np.ndarray) -> list[tuple[np.ndarra
         counts = np.bincount(where, minlength=len(e) + 2)
         out.append((counts, float(v[where == 0].sum()), float(v[where == len(e) + 1].sum())))
     return out
+
+
+def _add_drift(a: DriftTotals | None, b: DriftTotals | None) -> DriftTotals | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return [(x[0] + y[0], x[1] + y[1], x[2] + y[2]) for x, y in zip(a, b, strict=True)]
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    """Parquet with fixed settings; mode 0600 (predictions are data; a write task's umask is
+    the cluster's)."""
+    pq.write_table(table, path, **WRITE_OPTIONS)
+    os.chmod(path, 0o600)
 
 
 class PredictionSink(Datasink[dict[str, Any]]):
@@ -333,12 +349,12 @@ class PredictionSink(Datasink[dict[str, Any]]):
         self.totals: dict[str, Any] = {}
 
     def on_write_start(self, schema: pa.Schema | None = None) -> None:
-        (self.staging / PREDICTIONS_DIR).mkdir(parents=True, exist_ok=True)
-        (self.staging / REJECTS_DIR).mkdir(parents=True, exist_ok=True)
+        (self.staging / PREDICTIONS_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
+        (self.staging / REJECTS_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def write(self, blocks: Iterable[Block], ctx: Any) -> dict[str, Any]:
         stats: dict[str, Any] = {"read": 0, "scored": 0, "rejected": 0, "labels": Counter()}
-        drift: list[tuple[np.ndarray, float, float]] | None = None
+        drift: DriftTotals | None = None
         for block in blocks:
             table: pa.Table = block
             if table.num_rows == 0:
@@ -352,26 +368,15 @@ class PredictionSink(Datasink[dict[str, Any]]):
             if "probabilities" in table.column_names:
                 columns.append("probabilities")
             if good.num_rows:
-                pq.write_table(
-                    good.select(columns), self.staging / PREDICTIONS_DIR / name, **WRITE_OPTIONS
-                )
-                stats["labels"].update(str(v) for v in good.column("label").to_pylist())
+                _write(good.select(columns), self.staging / PREDICTIONS_DIR / name)
+                for item in pc.value_counts(good.column("label")).to_pylist():
+                    stats["labels"][str(item["values"])] += item["counts"]
                 if self.bins is not None:
-                    flat = (
-                        good.column("x").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-                    )
-                    mine = drift_counts(self.bins, flat.reshape(-1, self.width))
-                    drift = (
-                        mine
-                        if drift is None
-                        else [
-                            (a[0] + b[0], a[1] + b[1], a[2] + b[2])
-                            for a, b in zip(drift, mine, strict=True)
-                        ]
-                    )
+                    x = good.column("x").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+                    drift = _add_drift(drift, drift_counts(self.bins, x.reshape(-1, self.width)))
             if bad.num_rows:
                 rejects = bad.select(["row_id", "_reason"]).rename_columns(["row_id", "reason"])
-                pq.write_table(rejects, self.staging / REJECTS_DIR / name, **WRITE_OPTIONS)
+                _write(rejects, self.staging / REJECTS_DIR / name)
             stats["read"] += table.num_rows
             stats["scored"] += good.num_rows
             stats["rejected"] += bad.num_rows
@@ -386,15 +391,7 @@ class PredictionSink(Datasink[dict[str, Any]]):
             for key in ("read", "scored", "rejected"):
                 totals[key] += stats[key]
             totals["labels"].update(stats["labels"])
-            if stats["drift"] is not None:
-                drift = (
-                    stats["drift"]
-                    if drift is None
-                    else [
-                        (a[0] + b[0], a[1] + b[1], a[2] + b[2])
-                        for a, b in zip(drift, stats["drift"], strict=True)
-                    ]
-                )
+            drift = _add_drift(drift, stats["drift"])
         totals["drift"] = drift
         self.totals = totals
 
@@ -430,7 +427,7 @@ def run(spec: BatchSpec, folder: Path) -> BatchOutcome:
     if output.exists():
         raise RuntimeError(f"output {output} exists already: a job never overwrites one")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging.mkdir(mode=0o700, parents=True)
     context = DataContext.get_current()
     context.execution_options.preserve_order = True  # the same rows in the same files
     context.enable_progress_bars = False
@@ -446,7 +443,12 @@ def run(spec: BatchSpec, folder: Path) -> BatchOutcome:
         sink = PredictionSink(staging, len(schema.features), bins, counter)
         if total:
             source = InputRows(spec, schema, counter)
-            dataset = ray.data.read_datasource(source, override_num_blocks=len(source._pieces))
+            # Read and write tasks ask for the actors' CPU share, not Ray's default of a whole
+            # CPU: on a host whose replicas hold part of a core, a task asking for one never
+            # starts, and the job would wait for ever.
+            dataset = ray.data.read_datasource(
+                source, override_num_blocks=len(source.pieces), num_cpus=spec.num_cpus
+            )
             gpu = {"num_gpus": spec.num_gpus} if spec.num_gpus > 0 else {}
             scored = dataset.map_batches(
                 Scorer,
@@ -457,7 +459,7 @@ def run(spec: BatchSpec, folder: Path) -> BatchOutcome:
                 num_cpus=spec.num_cpus,
                 **gpu,
             )
-            scored.write_datasink(sink)
+            scored.write_datasink(sink, ray_remote_args={"num_cpus": spec.num_cpus})
         else:
             sink.on_write_start()
     finally:
@@ -499,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = BatchSpec.model_validate_json(spec_path.read_text())
     folder = spec_path.parent
     started = time.monotonic()
+    os.umask(0o077)  # predictions are data: files 0600, folders 0700
     ray.init(logging_level=logging.WARNING, log_to_driver=False)
     try:
         outcome = run(spec, folder)

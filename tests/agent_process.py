@@ -77,9 +77,15 @@ class AgentProcess:
 
 
 def start_controller(
-    tmp: Path, cluster, model_toml: Path, store_root: Path, data_dir: Path | None = None
+    tmp: Path,
+    cluster,
+    model_toml: Path,
+    store_root: Path,
+    data_dir: Path | None = None,
+    controller_lines: str = "",
 ):
-    """An agent with the controller role on `cluster`, once its stable version serves."""
+    """An agent with the controller role on `cluster`, once its stable version serves;
+    `controller_lines` are more settings of its [controller] table."""
     from agent.client import AgentClient, AgentError
 
     agent = AgentProcess(data_dir or tmp / "data", interval=1.0, home=tmp)
@@ -87,6 +93,7 @@ def start_controller(
         agent.config.read_text()
         + f'[controller]\nenabled = true\ndashboard = "{cluster.dashboard_url}"\n'
         f'serve_port = {cluster.ports["serve_http"]}\nmodels = ["{model_toml}"]\n'
+        f"{controller_lines}"
         f'[model_store]\npath = "{store_root}"\n'
     )
     agent.start()

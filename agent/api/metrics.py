@@ -1,6 +1,7 @@
 """GET /metrics in Prometheus' text format (prometheus_client's own exposition): the host and
 its GPUs (latest sample), this host's traffic per model version (counted at ingest:
-agent/traffic_metrics.py), and on the controller each model's rollout and alerts."""
+agent/traffic_metrics.py), and on the controller each model's rollout, alerts and batch
+jobs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from agent.api.context import AgentContext, Context, authorized
+from agent.schemas.batch import BATCH_STATES
 from agent.schemas.rollouts import FINISHED
 from agent.store import utcnow
 
@@ -172,6 +174,40 @@ class AccuracyCollector(Collector):
         yield coverage
 
 
+class BatchCollector(Collector):
+    """Batch jobs per model and state, and the rows they scored and set aside (controller)."""
+
+    def __init__(self, ctx: AgentContext) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[Metric]:
+        if self.ctx.batch is None:
+            return
+        jobs = GaugeMetricFamily(
+            "trackside_batch_jobs", "batch jobs in each state", labels=["model", "state"]
+        )
+        scored = CounterMetricFamily(
+            "trackside_batch_rows_scored", "rows batch jobs scored", labels=["model"]
+        )
+        rejected = CounterMetricFamily(
+            "trackside_batch_rows_rejected",
+            "rows batch jobs set aside (they failed the input schema)",
+            labels=["model"],
+        )
+        totals = self.ctx.batch.totals()
+        for model in sorted({t.model for t in totals}):
+            mine = [t for t in totals if t.model == model]
+            for state in BATCH_STATES:
+                jobs.add_metric(
+                    [model, state], float(sum(t.jobs for t in mine if t.state == state))
+                )
+            scored.add_metric([model], float(sum(t.scored for t in mine)))
+            rejected.add_metric([model], float(sum(t.rejected for t in mine)))
+        yield jobs
+        yield scored
+        yield rejected
+
+
 # Errors are JSON like everywhere else; only the answer is Prometheus' text.
 JSON_ERRORS: dict[int | str, dict[str, Any]] = {
     code: {
@@ -191,6 +227,7 @@ def metrics(ctx: Context) -> str:
         RolloutCollector(ctx),
         AlertCollector(ctx),
         AccuracyCollector(ctx),
+        BatchCollector(ctx),
     )
     for collector in collectors:
         registry.register(collector)

@@ -13,6 +13,7 @@ from serve.names import ModelName
 
 BatchState = Literal["running", "succeeded", "failed", "cancelled"]
 FINISHED: tuple[BatchState, ...] = ("succeeded", "failed", "cancelled")
+BATCH_STATES: tuple[BatchState, ...] = ("running", *FINISHED)
 
 # `stable` (the model's stable version when the job starts), `best:METRIC` (the registered
 # version with the best offline METRIC), or a version's name.
@@ -69,6 +70,7 @@ class BatchJob(BaseModel):
     phases: PhaseSeconds | None = None
     drift: BatchDrift | None = None
     error: str | None = None
+    note: str | None = Field(None, description="a running job that does not move, and why")
 
 
 class BatchDiff(BaseModel):

@@ -8,7 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 from agent.client import AlertsPage, HostInfo, LatencyPoint, ModelStatus
 from agent.schemas.alerts import AlertEvent, AlertState
+from agent.schemas.batch import BatchDrift, BatchJob
+from agent.schemas.drift import FeatureDrift
 from console.poller import HostSnapshot
+from serve.batch_contract import PhaseSeconds
 from serve.routing_table import RoutingTable
 
 THROTTLE = [[], [], [], ["sw_power_cap"], ["sw_thermal_slowdown"], ["hw_slowdown"]]
@@ -116,6 +119,98 @@ def _gpus(rng: random.Random, host: int, count: int) -> tuple[list[dict], dict[s
     return latest, history
 
 
+def batch_jobs() -> list[BatchJob]:
+    """A nightly job running, one that finished with rows set aside and drift, one failed."""
+    at = START + timedelta(minutes=30)
+    base = {
+        "model": "digits",
+        "sha256": "aa8afafb09bf" + "0" * 52,
+        "input_sha256": "5e1d0c7d2a9b" + "0" * 52,
+        "format": "parquet",
+    }
+    features = [
+        FeatureDrift(
+            feature=f"px_{i // 8}_{i % 8}",
+            kind="numeric",
+            test="ks",
+            reference_rows=600,
+            current_rows=999_412,
+            statistic=0.31 if i in (19, 27, 35) else 0.01,
+            p_value=1e-9 if i in (19, 27, 35) else 0.6,
+            p_adjusted=1e-8 if i in (19, 27, 35) else 0.9,
+            psi=0.42 if i in (19, 27, 35) else 0.01,
+            wasserstein=0.3 if i in (19, 27, 35) else 0.01,
+            drifted=i in (19, 27, 35),
+        )
+        for i in range(64)
+    ]
+    return [
+        BatchJob(
+            **base,
+            id="digits-20261121-123000-4f2a1c",
+            selector="best:accuracy",
+            version="v2",
+            input="/data/customers/2026-11-21/*.parquet",
+            files=12,
+            output="/data/scores/digits/20261121T1230Z",
+            state="running",
+            who="schedule nightly",
+            schedule="nightly",
+            started_at=at,
+            total=1_200_000,
+            read=734_208,
+            scored=734_190,
+            rejected=18,
+            rows_per_s=61_184.0,
+            eta_s=7.6,
+        ),
+        BatchJob(
+            **base,
+            id="digits-20261121-120500-9b0d3e",
+            selector="stable",
+            version="v1",
+            input="/data/customers/2026-11-20",
+            files=8,
+            output="/data/scores/digits/adhoc-1120",
+            state="succeeded",
+            who="oncall",
+            started_at=at - timedelta(minutes=25),
+            ended_at=at - timedelta(minutes=24),
+            total=1_000_000,
+            read=1_000_000,
+            scored=999_412,
+            rejected=588,
+            duration_s=41.3,
+            provider="CPUExecutionProvider",
+            phases=PhaseSeconds(validate_s=6.2, score_s=51.8, write_s=4.4),
+            drift=BatchDrift(
+                reference_rows=600,
+                current_rows=999_412,
+                drifted=["px_2_3", "px_3_3", "px_4_3"],
+                features=features,
+                prediction=None,
+            ),
+        ),
+        BatchJob(
+            **base,
+            id="digits-20261121-115000-77c1aa",
+            selector="v3",
+            version="v3",
+            input="/data/customers/2026-11-20",
+            files=8,
+            output="/data/scores/digits/v3-try",
+            state="failed",
+            who="oncall",
+            started_at=at - timedelta(minutes=40),
+            ended_at=at - timedelta(minutes=40),
+            total=1_000_000,
+            duration_s=6.0,
+            error="digits/v3 asked for a GPU but ONNX Runtime runs it on CPUExecutionProvider"
+            " (is this the onnxruntime-gpu build, and a GPU free?)",
+        ),
+    ]
+
+
 def recorded_fleet(hosts: int = 64, gpus: int = 8, seed: int = 0) -> dict[str, HostSnapshot]:
     rng = random.Random(seed)
     out: dict[str, HostSnapshot] = {}
@@ -153,7 +248,15 @@ def recorded_fleet(hosts: int = 64, gpus: int = 8, seed: int = 0) -> dict[str, H
             models=_models() if controller else None,
             latency=_latency() if controller else [],
             alerts=_alerts() if controller else None,
-            paths=["/health", "/v1/host", "/v1/models", "/v1/audit", "/v1/requests", "/v1/alerts"],
+            paths=[
+                "/health",
+                "/v1/host",
+                "/v1/models",
+                "/v1/audit",
+                "/v1/requests",
+                "/v1/alerts",
+                "/v1/batch-jobs",
+            ],
         )
     return out
 

@@ -9,6 +9,7 @@ import shutil
 import signal
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -28,7 +29,7 @@ from console.widgets.modals import (
     TrafficForm,
 )
 from scripts.bench.recorded_fleet import recorded_fleet
-from scripts.train_demo_models import split
+from scripts.train_demo_models import FEATURES, split
 from serve.model_store import ModelStore
 from serve.spool import SpoolWriter
 from tests.agent_process import AgentProcess, start_controller
@@ -264,7 +265,10 @@ def controller(ray_cluster, demo_store, tmp_path_factory):
     store = ModelStore(tmp / "models")
     shutil.copytree(demo_store.root, store.root)
     (tmp / "digits.toml").write_text(MODEL_TOML)
-    agent, client = start_controller(tmp, ray_cluster, tmp / "digits.toml", store.root)
+    roots = f'batch_roots = ["{tmp}"]\n'
+    agent, client = start_controller(
+        tmp, ray_cluster, tmp / "digits.toml", store.root, controller_lines=roots
+    )
     client.deploy("digits", "v2")
     yield agent, client, ray_cluster
     client.close()
@@ -505,3 +509,44 @@ async def test_audit_jumps_to_an_instant_and_names_the_table_then_serving(contro
         entries = app.screen.entries
         assert entries and all(e.ts <= at and e.model == "digits" for e in entries)
         assert shown.row_count == len(entries)
+
+
+@pytest.mark.ray
+async def test_jobs_screen_follows_a_batch_job_and_cancels_it(controller):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from agent.schemas.batch import BatchStart
+
+    agent, client, _ = controller
+    folder = Path(agent.data_dir).parent
+    rows = np.tile(split()[1].astype(np.float32), (2200, 1))  # ~1M digits: seconds to watch
+    pq.write_table(
+        pa.table({n: rows[:, j] for j, n in enumerate(FEATURES)}),
+        folder / "score-me.parquet",
+        row_group_size=10_000,
+    )
+    job = client.batch_start(
+        BatchStart(
+            model="digits",
+            version="v2",
+            input=str(folder / "score-me.parquet"),
+            output=str(folder / "scores"),
+        )
+    )
+    app = TracksideConsole([LocalSource(agent.url, token=agent.token())], poll_interval_s=0.5)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.offers("/v1/batch-jobs"))
+        await pilot.press("j")
+        table = app.screen.query_one("#jobs", DataTable)
+        await until(pilot, lambda: table.row_count >= 1, 30)
+        detail = app.screen.query_one("#job-detail", Static)
+        assert job.id in str(detail.render())
+        await until(pilot, lambda: "running" in str(table.get_row_at(0)[2]), 30)
+        await pilot.press("c")
+        await _confirm(pilot, app, "digits")
+        await until(pilot, lambda: "cancelled" in str(table.get_row_at(0)[2]), 60)
+        note = app.screen.query_one("#jobs-note", Static)
+        assert f"{job.id} cancelled" in str(note.render())
+    assert client.batch_job(job.id).state == "cancelled"
+    assert not (folder / "scores").exists()

@@ -13,7 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input
 
 from console import actions
-from console.app import HelpScreen, TracksideConsole
+from console.app import SCREENS, HelpScreen, TracksideConsole
 from console.screens.base import ConsoleScreen
 from console.widgets.command_line import CommandLine, complete
 from console.widgets.fleet_table import FleetTable
@@ -21,7 +21,7 @@ from console.widgets.modals import ConfirmTyped, ReplayForm, RolloutForm, Traffi
 from scripts.bench.recorded_fleet import recorded_fleet
 from tests.e2e.test_console import SIZE, sources, two_agents, until  # noqa: F401
 
-SCREEN_KEYS = ("f", "m", "r", "d", "o", "a")
+SCREEN_KEYS = ("f", "m", "r", "d", "o", "l", "j", "a")
 
 
 def recorded_app() -> TracksideConsole:
@@ -140,14 +140,10 @@ async def test_the_command_line_obeys_readonly():
 def test_every_command_word_names_a_registry_action_once():
     words = [a.word for a in actions.ACTIONS]
     assert len(words) == len(set(words))
+    screens = {s.screen_name for s in SCREENS}
+    assert {"fleet", "models", "requests", "drift", "rollout", "alerts", "jobs", "audit"} <= screens
     for a in actions.BY_WORD.values():
-        assert a.target in {
-            actions.APP,
-            actions.ANY_SCREEN,
-            *["fleet", "models", "requests", "drift"],
-            "rollout",
-            "audit",
-        }
+        assert a.target in {actions.APP, actions.ANY_SCREEN, *screens}
 
 
 async def test_fleet_rows_name_each_hosts_own_hostname():

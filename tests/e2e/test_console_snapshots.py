@@ -4,7 +4,7 @@ size of a laptop terminal (160x40) and at 80x24."""
 from __future__ import annotations
 
 from console.app import TracksideConsole
-from scripts.bench.recorded_fleet import recorded_fleet
+from scripts.bench.recorded_fleet import batch_jobs, recorded_fleet
 
 
 def app_with_fleet() -> TracksideConsole:
@@ -53,3 +53,21 @@ def test_alerts_and_the_banner(snap_compare):
     """A firing alert is in every screen's header; the Alerts screen lists it, the pending
     one and the history."""
     assert snap_compare(app_with_fleet(), terminal_size=(160, 40), run_before=alerts)
+
+
+async def jobs(pilot) -> None:
+    from console.screens.jobs import JobsLoaded
+
+    await fill(pilot)
+    await pilot.press("j")
+    await pilot.pause()
+    pilot.app.screen.post_message(JobsLoaded(batch_jobs(), None))
+    await pilot.pause()
+    await pilot.press("down")  # the finished job: its phases and drift below
+    await pilot.pause()
+
+
+def test_jobs(snap_compare):
+    """Batch jobs: one running (progress, rate, ETA), one done with rows set aside and drift
+    (selected: its details below), one failed with the reason."""
+    assert snap_compare(app_with_fleet(), terminal_size=(160, 40), run_before=jobs)

@@ -11,6 +11,7 @@ import schemathesis
 
 from agent.api import create_app
 from agent.api.context import AgentContext
+from agent.batch_jobs import BatchJobs
 from agent.collectors.gpu import GpuCollector
 from agent.controller import Controller
 from agent.controller_rules import ModelState
@@ -60,6 +61,7 @@ def controller_app(tmp_path_factory, demo_store):
         replayer=Replayer(store, log, "http://127.0.0.1:9", "t"),
         rollouts=Rollouts(store, ctl, log),
         feedback=FeedbackBook(store, log, {"digits"}),
+        batch=BatchJobs(store, ctl, tmp / "batch", roots=[tmp / "batch-data"]),
     )
     yield create_app(ctx)
     store.close()

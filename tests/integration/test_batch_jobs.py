@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -89,7 +90,7 @@ def inputs(tmp_path_factory, demo_store) -> dict[str, Path]:
     (tmp / "rows.csv").write_text("\n".join(lines) + "\n")
     big = tmp / "big"
     big.mkdir()
-    many = digits_rows(400_000)
+    many = digits_rows(1_500_000).astype(np.float32)  # ~10 s of scoring: time to cancel
     pq.write_table(
         pa.table({name: many[:, j] for j, name in enumerate(names)}),
         big / "many.parquet",
@@ -128,7 +129,10 @@ def controller(ray_cluster, demo_store, inputs, tmp_path_factory):
     last = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=3)
     seeded.put_state("batch_schedule:digits:nightly", last.isoformat())
     seeded.close()
-    agent, client = start_controller(tmp, ray_cluster, tmp / "digits.toml", store.root, data)
+    roots = f'batch_roots = ["{inputs["root"]}", "{tmp}"]\n'
+    agent, client = start_controller(
+        tmp, ray_cluster, tmp / "digits.toml", store.root, data, controller_lines=roots
+    )
     yield agent, client, store, tmp
     client.close()
     agent.stop()
@@ -187,7 +191,7 @@ def cli(agent: AgentProcess, *args: str) -> subprocess.CompletedProcess:
 def test_every_good_row_is_scored_as_the_onnx_model_scores_it_and_bad_rows_set_aside(
     controller, inputs
 ):
-    _, client, store, tmp = controller
+    agent, client, store, tmp = controller
     job = run_job(client, "v1", inputs["parquet"], tmp / "out-v1")
     assert job.state == "succeeded", job.error
     assert (job.total, job.read, job.scored, job.rejected) == (3000, 3000, 2997, 3)
@@ -199,6 +203,8 @@ def test_every_good_row_is_scored_as_the_onnx_model_scores_it_and_bad_rows_set_a
         "part-a.parquet:20": "feature 'px_0_5' is missing",
     }
     got = predictions(tmp / "out-v1")
+    modes = {p.stat().st_mode & 0o777 for p in (tmp / "out-v1").rglob("*") if p.is_file()}
+    assert modes == {0o600}  # predictions are data
     assert set(got["version"].to_pylist()) == {"v1"}
     assert set(got["sha256"].to_pylist()) == {store.manifest("digits", "v1").sha256}
     # The same rows through the same runtime, in one process, without Ray.
@@ -223,6 +229,16 @@ def test_every_good_row_is_scored_as_the_onnx_model_scores_it_and_bad_rows_set_a
     assert any(e.result == "ok" and e.request["id"] == job.id for e in started)
     ended = [e for e in client.audit(model="digits") if e.action == "batch_end"]
     assert any(e.request["id"] == job.id and e.request["scored"] == 2997 for e in ended)
+    text = httpx.get(
+        f"{agent.url}/metrics", headers={"Authorization": f"Bearer {agent.token()}"}
+    ).text
+    jobs = {
+        line.split("{")[1].split("}")[0]: float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("trackside_batch_jobs{")
+    }
+    assert jobs['model="digits",state="succeeded"'] >= 1
+    assert 'trackside_batch_rows_rejected_total{model="digits"}' in text
 
 
 def test_a_csv_sets_aside_a_short_line_a_word_and_an_empty_field(controller, inputs):
@@ -300,6 +316,11 @@ def test_bad_requests_are_refused_with_the_reason(controller, inputs):
         (dict(model="nope", input=str(inputs["csv"]), output=str(tmp / "x")), 404, "unknown model"),
         (dict(model="digits", input=str(tmp / "missing"), output=str(tmp / "x")), 422, "no such"),
         (dict(model="digits", input=str(inputs["csv"]), output=str(tmp)), 409, "exists"),
+        (dict(model="digits", input="/etc/hostname", output=str(tmp / "x")), 422, "outside"),
+        (dict(model="digits", input=str(inputs["csv"]), output="/var/tmp/x"), 422, "outside"),
+        (dict(model="digits", input="rows.csv", output=str(tmp / "x")), 422, "absolute"),
+        (dict(model="digits", input=str(inputs["root"]) + "/**/*.csv", output=str(tmp / "x")),
+         422, "`**`"),
         (dict(model="digits", version="v9", input=str(inputs["csv"]), output=str(tmp / "x")),
          404, "not registered"),
         (dict(model="digits", version="best:f1", input=str(inputs["csv"]), output=str(tmp / "x")),

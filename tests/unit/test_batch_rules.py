@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from agent.batch_rules import due_slot, eta_s, resolve_version, state_of
+from agent.batch_rules import due_slot, eta_s, resolve_version, stalled, state_of
 from agent.errors import ApiError
 from serve.cron import Cron
 from serve.manifest import InputSchema, Manifest, OutputSchema
@@ -57,6 +57,13 @@ def test_the_drivers_outcome_wins_over_rays_status() -> None:
     assert state_of("FAILED", "failed") == "failed"
     assert state_of("STOPPED", "succeeded") == "succeeded"
     assert state_of("SUCCEEDED", None) == "succeeded"
+
+
+def test_a_job_that_reads_nothing_for_long_says_why_it_may_wait() -> None:
+    assert stalled(0, 30) is None
+    assert stalled(5, 600) is None
+    note = stalled(0, 120)
+    assert note is not None and "no row read in 120s" in note and "lack free CPU" in note
 
 
 def test_rows_per_second_and_eta() -> None:
