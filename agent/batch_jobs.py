@@ -175,7 +175,7 @@ def _sql_text(text: str) -> str:
 
 
 # -- the record ------------------------------------------------------------------------------------
-JSON_COLUMNS = ("phases", "drift")
+JSON_COLUMNS = ("phases", "timeline", "drift", "nodes")
 
 
 def _row(job: BatchJob) -> dict[str, Any]:
@@ -467,7 +467,9 @@ class BatchJobs:
                 "scored": outcome.scored,
                 "rejected": outcome.rejected,
                 "phases": outcome.phases,
+                "timeline": outcome.timeline,
                 "provider": outcome.provider,
+                "nodes": outcome.nodes,
                 "duration_s": outcome.wall_s,
             }
             if outcome.drift is not None:

@@ -516,8 +516,10 @@ def _print_job(job: BatchJob) -> None:
         f"  rows: {job.read:,} read, {job.scored:,} scored, {job.rejected:,} set aside (rejects/)"
     )
     if job.provider:
+        where = f" on {len(job.nodes)} node(s) ({', '.join(job.nodes)})" if job.nodes else ""
         print(
-            f"  ran on {job.provider.removesuffix('ExecutionProvider')}, artifact {job.sha256[:12]}"
+            f"  ran on {job.provider.removesuffix('ExecutionProvider')}{where},"
+            f" artifact {job.sha256[:12]}"
         )
     if job.phases is not None:
         p = job.phases
@@ -525,6 +527,8 @@ def _print_job(job: BatchJob) -> None:
             f"  time in tasks: validate {p.validate_s:.1f}s, score {p.score_s:.1f}s,"
             f" write {p.write_s:.1f}s"
         )
+    if job.startup():
+        print(f"  {job.startup()}")
     if job.drift is not None:
         d = job.drift
         shown = ", ".join(d.drifted[:5]) + ("…" if len(d.drifted) > 5 else "")

@@ -95,6 +95,37 @@ HOST_ROLLUP = [
 GPU_ROLLUP = ["util_gpu", "util_mem", "mem_used", "temp_c", "power_w"]
 
 
+# A batch job's record (agent/schemas/batch.py's BatchJob; its lists and objects as JSON).
+BATCH_COLUMNS = {
+    "id": "VARCHAR",
+    "model": "VARCHAR",
+    "selector": "VARCHAR",
+    "version": "VARCHAR",
+    "sha256": "VARCHAR",
+    "input": "VARCHAR",
+    "input_sha256": "VARCHAR",
+    "files": "INTEGER",
+    "output": "VARCHAR",
+    "format": "VARCHAR",
+    "state": "VARCHAR",
+    "who": "VARCHAR",
+    "schedule": "VARCHAR",
+    "started_at": "TIMESTAMP",
+    "ended_at": "TIMESTAMP",
+    "total": "BIGINT",
+    "read": "BIGINT",
+    "scored": "BIGINT",
+    "rejected": "BIGINT",
+    "duration_s": "DOUBLE",
+    "provider": "VARCHAR",
+    "nodes": "VARCHAR",
+    "phases": "VARCHAR",
+    "timeline": "VARCHAR",
+    "drift": "VARCHAR",
+    "error": "VARCHAR",
+}
+
+
 class StoreLocked(RuntimeError):
     """Another process holds the DuckDB file."""
 
@@ -132,12 +163,7 @@ CREATE TABLE IF NOT EXISTS feedback (model VARCHAR, request_id VARCHAR, version 
     abs_error DOUBLE, truth_at TIMESTAMP, received_at TIMESTAMP,
     PRIMARY KEY (model, request_id));
 -- Batch jobs (agent/batch_jobs.py): one row per job, kept up to date while it runs.
-CREATE TABLE IF NOT EXISTS batch_jobs (id VARCHAR PRIMARY KEY, model VARCHAR, selector VARCHAR,
-    version VARCHAR, sha256 VARCHAR, input VARCHAR, input_sha256 VARCHAR, files INTEGER,
-    output VARCHAR, format VARCHAR, state VARCHAR, who VARCHAR, schedule VARCHAR,
-    started_at TIMESTAMP, ended_at TIMESTAMP, total BIGINT, read BIGINT, scored BIGINT,
-    rejected BIGINT, duration_s DOUBLE, provider VARCHAR, phases VARCHAR, drift VARCHAR,
-    error VARCHAR);
+CREATE TABLE IF NOT EXISTS batch_jobs ({_columns_sql(BATCH_COLUMNS)}, PRIMARY KEY (id));
 """
     + SUMMARY_SCHEMA
 )
@@ -185,6 +211,7 @@ class Store:
         self._add_columns("requests", REQUEST_COLUMNS)
         self._add_columns("gpu_samples", GPU_COLUMNS)
         self._add_columns("serve_samples", SERVE_COLUMNS)
+        self._add_columns("batch_jobs", BATCH_COLUMNS)
         self.summaries = Summaries(ModelStore(model_store) if model_store else None)
 
     def _add_columns(self, table: str, columns: dict[str, str]) -> None:

@@ -204,6 +204,8 @@ def up(folder: Path, nodes: int) -> int:
                     config.read_text() + f'[controller]\ndashboard = "{head.dashboard_url}"\n'
                     f"serve_port = {head.ports['serve_http']}\n"
                     f'models = ["{model_toml(folder, nodes)}"]\n'
+                    # Batch jobs read and write here: one folder every node sees (one disk).
+                    f'batch_roots = ["{folder / "batch"}"]\n'
                     # The fleet's own watch: an agent that stops answering, a GPU in trouble.
                     "alert_interval_s = 2\n"
                     '[[controller.alerts]]\nname = "agent-down"\nkind = "agent_down"\nfor = 4\n'

@@ -71,6 +71,17 @@ class PhaseSeconds(_Strict):
     write_s: float = 0.0
 
 
+class Timeline(_Strict):
+    """When the driver got where, in seconds after its process started (`started_at`, Unix
+    time): what a job's fixed cost is made of."""
+
+    started_at: float
+    connected_s: float | None = None  # to the cluster (ray.init)
+    first_read_s: float | None = None  # the first rows read and checked
+    first_scored_s: float | None = None  # the actors loaded and the first batch scored
+    finished_s: float | None = None  # every row written
+
+
 class FeatureCounts(_Strict):
     """One feature of the job's good rows counted on the version's drift bins."""
 
@@ -93,6 +104,8 @@ class BatchOutcome(_Strict):
     phases: PhaseSeconds = Field(default_factory=PhaseSeconds)
     drift: DriftCounts | None = None
     provider: str | None = Field(None, description="what the actors ran on")
+    nodes: list[str] = Field(default_factory=list, description="the nodes actors scored on")
+    timeline: Timeline | None = None
     error: str | None = None
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -57,6 +58,7 @@ from serve.batch_contract import (
     DriftCounts,
     FeatureCounts,
     PhaseSeconds,
+    Timeline,
     write_atomically,
 )
 from serve.batch_rows import check_rows
@@ -76,16 +78,29 @@ class ProgressCounter:
 
     def __init__(self) -> None:
         self.totals: Counter[str] = Counter()
+        self.firsts: dict[str, float] = {}  # Unix time each total first rose
         self.provider: str | None = None
+        self.nodes: set[str] = set()  # the address of each node an actor scored on
 
     def add(self, **amounts: float) -> None:
+        now = time.time()
+        for key, amount in amounts.items():
+            if amount > 0:
+                self.firsts.setdefault(key, now)
         self.totals.update(amounts)
 
-    def ran_on(self, provider: str) -> None:
+    def ran_on(self, provider: str, node: str) -> None:
         self.provider = provider
+        self.nodes.add(node)
+
+    def node_addresses(self) -> list[str]:
+        return sorted(self.nodes)
 
     def read(self) -> tuple[dict[str, float], str | None]:
         return dict(self.totals), self.provider
+
+    def first_times(self) -> dict[str, float]:
+        return dict(self.firsts)
 
 
 @dataclass(frozen=True)
@@ -263,7 +278,7 @@ class Scorer:
                 f"{spec.model}/{spec.version} asked for a GPU but ONNX Runtime runs it on"
                 f" {self.model.provider} (is this the onnxruntime-gpu build, and a GPU free?)"
             )
-        counter.ran_on.remote(self.model.provider)
+        counter.ran_on.remote(self.model.provider, ray.util.get_node_ip_address())
         self.spec = spec
         self.names = pa.array([f.name for f in spec.inputs], type=pa.string())
         self.width = len(loaded.manifest.input.features)
@@ -416,7 +431,7 @@ def _report_progress(
         )
 
 
-def run(spec: BatchSpec, folder: Path) -> BatchOutcome:
+def run(spec: BatchSpec, folder: Path, timeline: Timeline) -> BatchOutcome:
     started = time.monotonic()
     store = ModelStore(spec.store)
     loaded = store.load(spec.model, spec.version)  # refuses a changed artifact before a row
@@ -457,6 +472,8 @@ def run(spec: BatchSpec, folder: Path) -> BatchOutcome:
                 batch_format="pyarrow",
                 compute=ActorPoolStrategy(size=spec.actors),
                 num_cpus=spec.num_cpus,
+                # One actor per node before two on one: each host's CPUs (or GPUs) score.
+                scheduling_strategy="SPREAD",
                 **gpu,
             )
             scored.write_datasink(sink, ray_remote_args={"num_cpus": spec.num_cpus})
@@ -466,6 +483,19 @@ def run(spec: BatchSpec, folder: Path) -> BatchOutcome:
         stop.set()
         reporter.join(timeout=5)
     totals, provider = ray.get(counter.read.remote())
+    firsts = ray.get(counter.first_times.remote())
+    nodes = ray.get(counter.node_addresses.remote())
+
+    def since(key: str) -> float | None:
+        return firsts[key] - timeline.started_at if key in firsts else None
+
+    timeline = timeline.model_copy(
+        update={
+            "first_read_s": since("read"),
+            "first_scored_s": since("scored"),
+            "finished_s": time.time() - timeline.started_at,
+        }
+    )
     result = sink.totals or {"read": 0, "scored": 0, "rejected": 0, "labels": {}, "drift": None}
     drift = None
     if result["drift"] is not None:
@@ -489,6 +519,8 @@ def run(spec: BatchSpec, folder: Path) -> BatchOutcome:
         ),
         drift=drift,
         provider=provider,
+        nodes=nodes,
+        timeline=timeline,
     )
     write_atomically(staging / JOB_FILE, spec)
     os.replace(staging, output)
@@ -502,15 +534,17 @@ def main(argv: list[str] | None = None) -> int:
     folder = spec_path.parent
     started = time.monotonic()
     os.umask(0o077)  # predictions are data: files 0600, folders 0700
+    timeline = Timeline(started_at=psutil.Process().create_time())
     ray.init(logging_level=logging.WARNING, log_to_driver=False)
+    timeline = timeline.model_copy(update={"connected_s": time.time() - timeline.started_at})
     try:
-        outcome = run(spec, folder)
+        outcome = run(spec, folder, timeline)
     except Exception as exc:  # the job's record says why; the traceback is in the job's log
         import traceback
 
         traceback.print_exc()
         outcome = BatchOutcome(
-            state="failed", wall_s=time.monotonic() - started, error=_reason(exc)
+            state="failed", wall_s=time.monotonic() - started, timeline=timeline, error=_reason(exc)
         )
         shutil.rmtree(spec.staging, ignore_errors=True)
     write_atomically(folder / OUTCOME_FILE, outcome)

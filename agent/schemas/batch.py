@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from agent.schemas.common import StrictBody, UtcDatetime
 from agent.schemas.drift import FeatureDrift
-from serve.batch_contract import InputFormat, PhaseSeconds
+from serve.batch_contract import InputFormat, PhaseSeconds, Timeline
 from serve.names import ModelName
 
 BatchState = Literal["running", "succeeded", "failed", "cancelled"]
@@ -67,10 +67,30 @@ class BatchJob(BaseModel):
     eta_s: float | None = None
     duration_s: float | None = None
     provider: str | None = Field(None, description="what the scoring actors ran on")
+    nodes: list[str] = Field(default_factory=list, description="the Ray nodes that scored")
     phases: PhaseSeconds | None = None
+    timeline: Timeline | None = Field(None, description="where the driver's time went")
     drift: BatchDrift | None = None
     error: str | None = None
     note: str | None = Field(None, description="a running job that does not move, and why")
+
+    def startup(self) -> str | None:
+        """Where the job's fixed cost went, in one line (for the CLI and the console)."""
+        t = self.timeline
+        if t is None:
+            return None
+        waited = t.started_at - self.started_at.timestamp()
+        marks = []
+        for label, value in (
+            ("connected", t.connected_s),
+            ("first rows read", t.first_read_s),
+            ("first scored", t.first_scored_s),
+            ("all written", t.finished_s),
+        ):
+            if value is not None:
+                marks.append(f"{label} {value:.1f}s")
+        after = f"; then {', '.join(marks)}" if marks else ""
+        return f"driver started {waited:.1f}s after the submit{after}"
 
 
 class BatchDiff(BaseModel):

@@ -182,7 +182,8 @@ class JobsScreen(ConsoleScreen):
         lines = [
             f" [b]{escape(job.id)}[/b] · {escape(job.model)}/{escape(job.version)} (asked:"
             f" {escape(job.selector)}) · artifact {job.sha256[:12]}"
-            + (f" · ran on {escape(job.provider)}" if job.provider else ""),
+            + (f" · ran on {escape(job.provider)}" if job.provider else "")
+            + (f" on {len(job.nodes)} node(s)" if job.nodes else ""),
             f" input {escape(job.input)}: {job.files} file(s), {job.total:,} rows, sha256"
             f" {job.input_sha256[:12]} → output {escape(job.output)}",
             f" rows: {job.read:,} read, {job.scored:,} scored, {job.rejected:,} set aside"
@@ -194,6 +195,8 @@ class JobsScreen(ConsoleScreen):
                 f" time in tasks: validate {p.validate_s:.1f}s, score {p.score_s:.1f}s,"
                 f" write {p.write_s:.1f}s"
             )
+        if job.startup():
+            lines.append(f" {escape(job.startup() or '')}")
         if job.drift is not None:
             d = job.drift
             top = ", ".join(escape(f) for f in d.drifted[:6]) or "none"

@@ -258,6 +258,32 @@ def verdicts(r) -> list:
     ]
 
 
+def test_a_batch_job_scores_on_more_than_one_node(fleet):
+    """The actor pool spreads over the cluster: the job's rows are scored on two nodes (the
+    version's max_replicas), read and written in a folder every node sees."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from agent.schemas.batch import BatchStart
+    from scripts.train_demo_models import FEATURES
+
+    batch = fleet.folder / "batch"
+    batch.mkdir(exist_ok=True)
+    rows = np.tile(split()[1].astype(np.float32), (140, 1))  # ~63k digits
+    table = pa.table({f: rows[:, j] for j, f in enumerate(FEATURES)})
+    pq.write_table(table, batch / "in.parquet", row_group_size=4096)
+    ctl = fleet.controller
+    job = ctl.batch_start(
+        BatchStart(model="digits", version="v1", input=str(batch), output=str(batch / "out"))
+    )
+    job = until(lambda: (j := ctl.batch_job(job.id)).state != "running" and j, 180, "the job")
+    assert job.state == "succeeded", job.error
+    assert job.scored == len(rows) and job.rejected == 0
+    assert len(job.nodes) == 2, job.nodes  # two actors, each on its own node
+    assert pq.read_table(batch / "out" / "predictions").num_rows == len(rows)
+
+
 def test_a_rollout_is_judged_across_the_nodes(fleet):
     ctl = fleet.controller
     ctl.deploy("digits", "v2", force=True)

@@ -41,6 +41,8 @@ min_replicas = 1
 max_replicas = 1
 [versions.v1]
 [versions.v2]
+[versions.gpuonly]
+accelerator = "gpu"
 [router]
 num_replicas = 1
 [[batch]]
@@ -118,6 +120,11 @@ def controller(ray_cluster, demo_store, inputs, tmp_path_factory):
     store = ModelStore(tmp / "models")
     shutil.copytree(demo_store.root, store.root)
     tamper(store)
+    v1 = store.version_dir("digits", "v1")
+    from serve.registration import manifest_fields
+
+    fields = manifest_fields("digits", "gpuonly", v1 / "digits-v1.onnx", v1 / "reference.parquet")
+    store.register(fields, v1 / "digits-v1.onnx", v1 / "reference.parquet")
     scheduled = tmp / "scheduled"
     scheduled.mkdir()
     (tmp / "digits.toml").write_text(
@@ -223,6 +230,8 @@ def test_every_good_row_is_scored_as_the_onnx_model_scores_it_and_bad_rows_set_a
     assert direct.probabilities is not None
     assert np.array_equal(probabilities, direct.probabilities[order])  # bit for bit
     # The job's record, its drift report and the audit.
+    assert job.timeline is not None and job.timeline.first_scored_s is not None
+    assert "driver started" in (job.startup() or "")
     assert job.drift is not None and len(job.drift.features) == 64
     assert job.drift.current_rows == 2997
     started = [e for e in client.audit(model="digits") if e.action == "batch_start"]
@@ -325,6 +334,8 @@ def test_bad_requests_are_refused_with_the_reason(controller, inputs):
          404, "not registered"),
         (dict(model="digits", version="best:f1", input=str(inputs["csv"]), output=str(tmp / "x")),
          422, "offline metric"),
+        (dict(model="digits", version="gpuonly", input=str(inputs["csv"]), output=str(tmp / "x")),
+         409, "cannot run here: unschedulable: needs GPU 0.5, cluster has none"),
     ]  # fmt: skip
     for fields, status, why in cases:
         with pytest.raises(AgentError) as refused:
