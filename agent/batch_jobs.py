@@ -10,8 +10,10 @@ DuckDB's `batch_jobs` table. Every start, refusal, cancel and end is in the audi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -20,9 +22,11 @@ import shutil
 import sys
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from agent import batch_rules as rules
 from agent.controller import Controller
@@ -33,6 +37,7 @@ from agent.serve_api import ServeAPIError
 from agent.store import Store, naive_utc
 from agent.summaries import bins_from_reference
 from serve.batch_contract import (
+    JOB_FILE,
     OUTCOME_FILE,
     PREDICTIONS_DIR,
     PROGRESS_FILE,
@@ -60,6 +65,7 @@ _HASH_CHUNK = 1 << 22
 
 
 # -- the input ------------------------------------------------------------------------------------
+SCHEDULE_RETRY = timedelta(minutes=1)
 MAX_LISTED = 100_000  # entries of a folder walked to find the input files
 
 
@@ -70,9 +76,13 @@ def inside(path: Path, roots: list[Path]) -> bool:
 
 
 def _walk(root: Path) -> list[Path]:
-    """The .parquet/.csv files under a folder, hidden and `_` names skipped (as Ray does)."""
+    """The .parquet/.csv files under a folder, hidden and `_` names skipped (as Ray does), and
+    never a batch job's own output (a folder holding its _job.json)."""
     found, seen = [], 0
     for folder, dirs, names in os.walk(root):
+        if JOB_FILE in names:
+            dirs[:] = []
+            continue
         dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
         seen += len(dirs) + len(names)
         if seen > MAX_LISTED:
@@ -83,30 +93,49 @@ def _walk(root: Path) -> list[Path]:
     return sorted(found)
 
 
+GLOB_CHARS = "*?["
+
+
+def fixed_part(pattern: str) -> Path:
+    """The folder a glob starts from: its path up to the first part with a wildcard."""
+    parts = Path(pattern).parts
+    head = list(itertools.takewhile(lambda p: not any(c in p for c in GLOB_CHARS), parts))
+    return Path(*head) if head else Path("/")
+
+
 def list_inputs(pattern: str, roots: list[Path]) -> tuple[list[Path], Path]:
-    """The files a job reads, sorted, and the root their names are relative to: a file, every
-    .parquet/.csv file under a folder, or a glob (one level per `*`, as a shell's; no `**`),
-    each file inside the configured roots."""
+    """The files a job reads (links resolved), sorted, and the root their names are relative
+    to: a file, every .parquet/.csv file under a folder, or a glob (one level per `*`, as a
+    shell's; no `**`; names relative to the glob's fixed folder, so they do not change with
+    what it matches). Nothing outside the configured roots is even looked at."""
     path = Path(pattern)
     if not path.is_absolute():
         raise Invalid(f"input {pattern!r} must be an absolute path on the head node")
     if "**" in pattern:
         raise Invalid("input: `**` is not taken; name the levels (/data/*/part-*.parquet)")
-    if any(ch in pattern for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
-        root = Path(os.path.commonpath([f.parent for f in files])) if files else path.parent
+    is_glob = any(ch in pattern for ch in GLOB_CHARS)
+    start = fixed_part(pattern) if is_glob else path
+    if not inside(start if is_glob else path, roots):
+        raise Invalid(
+            f"input {pattern!r} is outside the folders batch jobs may read"
+            f" ([controller] batch_roots: {[str(r) for r in roots]})"
+        )
+    if is_glob:
+        root = Path(os.path.realpath(start))
+        files = sorted(Path(os.path.realpath(p)) for p in glob.glob(pattern) if Path(p).is_file())
+        files = [f for f in files if not any((d / JOB_FILE).exists() for d in f.parents)]
     elif path.is_dir():
-        root, files = path, _walk(path)
+        root = Path(os.path.realpath(path))
+        files = [Path(os.path.realpath(f)) for f in _walk(path)]
     elif path.is_file():
-        root, files = path.parent, [path]
+        files = [Path(os.path.realpath(path))]
+        root = files[0].parent
     else:
         raise Invalid(f"input {pattern!r}: no such file or folder on the controller's host")
-    outside = [f for f in files if not inside(f, roots)]
-    if outside or not inside(root, roots):
-        raise Invalid(
-            f"input {outside[0] if outside else root} is outside the folders batch jobs may"
-            f" read ([controller] batch_roots: {[str(r) for r in roots]})"
-        )
+    if any(not inside(f, roots) for f in files):  # a link that leads out
+        raise Invalid(f"input {pattern!r} links to files outside the folders batch jobs may read")
+    if any(root not in f.parents for f in files):
+        raise Invalid(f"input {pattern!r} links to files outside its own folder {root}")
     if not files:
         raise Invalid(f"input {pattern!r} holds no .parquet or .csv file")
     return files, root
@@ -160,18 +189,14 @@ def inputs_sha256(files: list[InputFile]) -> str:
 
 def _describe_inputs(
     pattern: str, asked: InputFormat | None, roots: list[Path]
-) -> tuple[list[InputFile], InputFormat, str]:
+) -> tuple[list[InputFile], InputFormat, str, Path]:
     files, root = list_inputs(pattern, roots)
     fmt = input_format(files, asked)
     inputs = [
         InputFile(path=str(f), name=f.relative_to(root).as_posix(), rows=count_rows(f, fmt))
         for f in files
     ]
-    return inputs, fmt, inputs_sha256(inputs)
-
-
-def _sql_text(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    return inputs, fmt, inputs_sha256(inputs), root
 
 
 # -- the record ------------------------------------------------------------------------------------
@@ -212,7 +237,8 @@ class BatchJobs:
         self.ctl = controller
         self.folder = folder
         self.roots = [Path(os.path.realpath(r)) for r in roots]
-        self._lock = asyncio.Lock()  # one start, cancel or refresh at a time
+        self._lock = asyncio.Lock()  # one submit, cancel or refresh at a time
+        self._retry_at: dict[str, datetime] = {}  # a schedule whose start Ray did not answer
 
     # -- reads -----------------------------------------------------------------------------
     def get(self, job_id: str) -> BatchJob:
@@ -251,7 +277,10 @@ class BatchJobs:
         if job.state != "running":
             return job
         raw = read_json(self._dir(job.id) / PROGRESS_FILE)
-        p = BatchProgress.model_validate(raw) if raw else BatchProgress(total=job.total)
+        try:
+            p = BatchProgress.model_validate(raw) if raw else BatchProgress(total=job.total)
+        except ValidationError:  # a progress file from another version of the driver
+            p = BatchProgress(read=job.read, scored=job.scored, rejected=job.rejected)
         rate, eta = rules.eta_s(p.read, job.total, p.elapsed_s)
         waited = (datetime.now(UTC) - job.started_at).total_seconds()
         return job.model_copy(
@@ -297,8 +326,13 @@ class BatchJobs:
     async def start(self, body: BatchStart, who: str, schedule: str | None = None) -> BatchJob:
         request = body.model_dump(mode="json") | ({"schedule": schedule} if schedule else {})
         try:
+            job, spec = await self._prepare(body, who, schedule)  # the slow part: no lock
             async with self._lock:
-                job, spec = await self._prepare(body, who, schedule)
+                taken = self.store.query(
+                    "SELECT id FROM batch_jobs WHERE state = 'running' AND output = ?", [job.output]
+                )
+                if taken:
+                    raise Conflict(f"job {taken[0]['id']} is writing {job.output} already")
                 await self._submit(job, spec)
         except ApiError as exc:
             self._audit("batch_start", None, request, "refused", who, exc.message)
@@ -345,11 +379,14 @@ class BatchJobs:
             raise Conflict(f"output {output} exists: a job writes a new folder, never over one")
         if not output.parent.is_dir():
             raise Invalid(f"output's parent {output.parent} is not a folder on the head node")
-        inputs, fmt, digest = await asyncio.to_thread(
+        inputs, fmt, digest, root = await asyncio.to_thread(
             _describe_inputs, body.input, body.format, self.roots
         )
-        if any(output == Path(f.path) or output in Path(f.path).parents for f in inputs):
-            raise Invalid("the output folder may not hold the input")
+        if not Path(body.input).is_file() and (output == root or root in output.parents):
+            raise Invalid(
+                f"output {output} is inside the input {root}: the next run of the same input"
+                " would read these predictions; write it beside the input"
+            )
         vb = None
         if reference is not None and reference.is_file():
             features = list(loaded.manifest.input.features)
@@ -368,6 +405,7 @@ class BatchJobs:
         job_id = f"{body.model}-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         spec = BatchSpec(
             job_id=job_id,
+            input_sha256=digest,
             model=body.model,
             version=version,
             sha256=loaded.manifest.sha256,
@@ -416,7 +454,14 @@ class BatchJobs:
                 env={"TRACKSIDE_ORT_THREADS": os.environ.get("TRACKSIDE_ORT_THREADS", "1")},
             )
         except ServeAPIError as exc:
-            self._save(job.model_copy(update={"state": "failed", "error": str(exc)}))
+            # No answer is not a refusal: if Ray has the job, it runs, and the tick follows it.
+            with contextlib.suppress(ServeAPIError):
+                if await self.ctl.api.job(job.id) is not None:
+                    return
+            ended = datetime.now(UTC)
+            self._save(
+                job.model_copy(update={"state": "failed", "error": str(exc), "ended_at": ended})
+            )
             raise ApiError(502, f"Ray refused the job: {exc}") from exc
 
     # -- follow ------------------------------------------------------------------------------
@@ -428,13 +473,22 @@ class BatchJobs:
                 job = _job(
                     self.store.query("SELECT * FROM batch_jobs WHERE id = ?", [row["id"]])[0]
                 )
-                if job.state == "running":
+                if job.state != "running":
+                    continue
+                try:
                     await self._follow(job)
+                except ServeAPIError as exc:  # Ray away for a moment: ask again next tick
+                    log.warning("batch job %s: Ray did not answer: %s", job.id, exc)
+                except Exception as exc:  # its files are unreadable: it cannot be followed
+                    log.exception("batch job %s cannot be followed", job.id)
+                    await self._finish(
+                        job, "failed", None, f"the job's files are unreadable: {exc}"
+                    )
 
-    async def _follow(self, job: BatchJob) -> None:
+    async def _follow(self, job: BatchJob, cancelled_by: str | None = None) -> None:
         ray_job = await self.ctl.api.job(job.id)
         raw = read_json(self._dir(job.id) / OUTCOME_FILE)
-        outcome = BatchOutcome.model_validate(raw) if raw else None
+        outcome = BatchOutcome.model_validate(raw) if raw else None  # invalid: ValidationError
         if ray_job is None and outcome is None:
             state = "failed"
             error: str | None = "Ray does not know the job any more (was the head restarted?)"
@@ -443,6 +497,8 @@ class BatchJobs:
                 ray_job.status if ray_job else "", outcome.state if outcome else None
             )
             error = outcome.error if outcome else (ray_job.message if ray_job else None)
+        if state == "cancelled" and cancelled_by:
+            error = f"cancelled by {cancelled_by}"
         if state == "running":
             live = self._live(job)
             if (live.read, live.scored, live.rejected) != (job.read, job.scored, job.rejected):
@@ -463,21 +519,28 @@ class BatchJobs:
         }
         if outcome is not None:
             update |= {
-                "read": outcome.read,
-                "scored": outcome.scored,
-                "rejected": outcome.rejected,
                 "phases": outcome.phases,
                 "timeline": outcome.timeline,
                 "provider": outcome.provider,
                 "nodes": outcome.nodes,
                 "duration_s": outcome.wall_s,
             }
+            if state == "succeeded":  # a failed driver's counts are empty: keep the progress
+                update |= {
+                    "read": outcome.read,
+                    "scored": outcome.scored,
+                    "rejected": outcome.rejected,
+                }
             if outcome.drift is not None:
-                update["drift"] = await asyncio.to_thread(self._drift, job, outcome)
+                try:
+                    update["drift"] = await asyncio.to_thread(self._drift, job, outcome)
+                except (OSError, StoreError, ValueError) as exc:  # the reference went away
+                    log.warning("batch job %s: no drift report: %s", job.id, exc)
         if state != "succeeded":
             update["error"] = error or ("cancelled" if state == "cancelled" else "the job failed")
-            spec = BatchSpec.model_validate_json((self._dir(job.id) / SPEC_FILE).read_text())
-            shutil.rmtree(spec.staging, ignore_errors=True)
+            with contextlib.suppress(OSError, ValidationError):
+                spec = BatchSpec.model_validate_json((self._dir(job.id) / SPEC_FILE).read_text())
+                shutil.rmtree(spec.staging, ignore_errors=True)
         done = job.model_copy(update=update)
         self._save(done)
         result = "ok" if state == "succeeded" else state
@@ -519,25 +582,38 @@ class BatchJobs:
 
     # -- cancel ------------------------------------------------------------------------------
     async def cancel(self, job_id: str, who: str, wait_s: float = 20.0) -> BatchJob:
-        async with self._lock:
-            job = self.get(job_id)
-            if job.state in FINISHED:
-                raise Conflict(f"batch job {job_id} has {job.state} already")
-            try:
-                await self.ctl.api.stop_job(job_id)
-            except ServeAPIError as exc:
-                raise ApiError(502, f"Ray did not stop the job: {exc}") from exc
-            deadline = asyncio.get_running_loop().time() + wait_s
-            while asyncio.get_running_loop().time() < deadline:
-                ray_job = await self.ctl.api.job(job_id)
-                if ray_job is None or ray_job.status in ("STOPPED", "FAILED", "SUCCEEDED"):
-                    break
-                await asyncio.sleep(0.5)
-            await self._follow(job)
-            done = self.get(job_id)
-            if done.state == "running":  # Ray still stopping it: it will not score on
-                await self._finish(job, "cancelled", None, f"cancelled by {who}")
+        """Ask Ray to stop the driver (its actors and tasks go with it) and wait until it has:
+        a job is marked cancelled only once nothing of it runs."""
+        request = {"id": job_id}
+        try:
+            async with self._lock:
+                job = self.get(job_id)
+                request["model"] = job.model
+                if job.state in FINISHED:
+                    raise Conflict(f"batch job {job_id} has {job.state} already")
+                try:
+                    await self.ctl.api.stop_job(job_id)
+                    deadline = asyncio.get_running_loop().time() + wait_s
+                    while asyncio.get_running_loop().time() < deadline:
+                        ray_job = await self.ctl.api.job(job_id)
+                        if ray_job is None or ray_job.status in ("STOPPED", "FAILED", "SUCCEEDED"):
+                            break
+                        await asyncio.sleep(0.5)
+                    else:
+                        raise ApiError(
+                            502,
+                            f"Ray was asked to stop {job_id} and has not yet; the job's state"
+                            " follows when it does",
+                        )
+                except ServeAPIError as exc:
+                    raise ApiError(502, f"Ray did not stop the job: {exc}") from exc
+                await self._follow(job, cancelled_by=who)
                 done = self.get(job_id)
+                if done.state != "cancelled":
+                    raise Conflict(f"batch job {job_id} {done.state} before it could be cancelled")
+        except ApiError as exc:
+            self._audit("batch_cancel", None, request, "refused", who, exc.message)
+            raise
         self._audit("batch_cancel", done, {"id": job_id}, "ok", who)
         return done
 
@@ -547,20 +623,30 @@ class BatchJobs:
         for job in jobs:
             if job.state != "succeeded":
                 raise Conflict(f"batch job {job.id} has {job.state}: only finished jobs compare")
-        paths = [_sql_text(str(Path(j.output) / PREDICTIONS_DIR / "*.parquet")) for j in jobs]
-        with_p = all(self._has_probabilities(p) for p in paths)
-        p_a, p_b = ("a.probabilities", "b.probabilities") if with_p else ("NULL", "NULL")
+        sides = [sorted((Path(j.output) / PREDICTIONS_DIR).glob("*.parquet")) for j in jobs]
         with self.store.cursor() as cur:
-            # DuckDB takes no prepared parameter in a view: the paths are quoted literals.
+            # Each side's files listed here (an output path is never read as a pattern), into
+            # temporary tables of this cursor's own connection.
+            for name, files in zip(("batch_a", "batch_b"), sides, strict=True):
+                source = (
+                    "SELECT row_id, label::VARCHAR AS label, probabilities::FLOAT[] AS p"
+                    " FROM read_parquet(?, union_by_name = true)"
+                )
+                if not files:
+                    source = (
+                        "SELECT NULL::VARCHAR AS row_id, NULL::VARCHAR AS label,"
+                        " NULL::FLOAT[] AS p WHERE false"
+                    )
+                elif not self._has_probabilities(cur, files):
+                    source = source.replace("probabilities::FLOAT[]", "NULL::FLOAT[]")
+                params = [[str(f) for f in files]] if files else []
+                cur.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {source}", params)
             cur.execute(
-                f"""
-                CREATE OR REPLACE TEMP VIEW batch_pair AS
-                SELECT a.row_id AS a_id, b.row_id AS b_id,
-                    a.label::VARCHAR AS a_label, b.label::VARCHAR AS b_label,
-                    {p_a}::FLOAT[] AS a_p, {p_b}::FLOAT[] AS b_p,
-                    a_id IS NOT NULL AND b_id IS NOT NULL AS in_both
-                FROM read_parquet({paths[0]}) a FULL OUTER JOIN read_parquet({paths[1]}) b
-                    USING (row_id)
+                """
+                CREATE OR REPLACE TEMP TABLE batch_pair AS
+                SELECT a.row_id AS a_id, b.row_id AS b_id, a.label AS a_label, b.label AS b_label,
+                    a.p AS a_p, b.p AS b_p, a.row_id IS NOT NULL AND b.row_id IS NOT NULL AS in_both
+                FROM batch_a a FULL OUTER JOIN batch_b b USING (row_id)
                 """
             )
             row = cur.execute(
@@ -585,7 +671,7 @@ class BatchJobs:
                     [examples],
                 ).fetchall()
             ]
-            cur.execute("DROP VIEW batch_pair")
+            cur.execute("DROP TABLE batch_pair; DROP TABLE batch_a; DROP TABLE batch_b")
         rows_a, rows_b, common, only_a, only_b, changed, p_changed, max_change = row
         return BatchDiff(
             a=a,
@@ -602,10 +688,10 @@ class BatchJobs:
             examples=changed_ids,
         )
 
-    def _has_probabilities(self, quoted_path: str) -> bool:
-        with self.store.cursor() as cur:
-            described = cur.execute(f"DESCRIBE SELECT * FROM read_parquet({quoted_path})")
-            return "probabilities" in {r[0] for r in described.fetchall()}
+    @staticmethod
+    def _has_probabilities(cur: Any, files: list[Path]) -> bool:
+        described = cur.execute("DESCRIBE SELECT * FROM read_parquet(?)", [[str(f) for f in files]])
+        return "probabilities" in {r[0] for r in described.fetchall()}
 
     # -- schedules ---------------------------------------------------------------------------
     async def run_schedules(self, now: datetime | None = None) -> list[BatchJob]:
@@ -624,6 +710,8 @@ class BatchJobs:
         self, model: str, entry: BatchSchedule, now: datetime
     ) -> BatchJob | None:
         key = f"batch_schedule:{model}:{entry.name}"
+        if now < self._retry_at.get(key, now):
+            return None
         last_text = self.store.get_state(key)
         if last_text is None:
             self.store.put_state(key, now.isoformat())
@@ -643,9 +731,10 @@ class BatchJobs:
         try:
             return await self.start(body, who=f"schedule {entry.name}", schedule=entry.name)
         except ApiError as exc:
-            log.warning(
-                "scheduled batch %s/%s for %s refused: %s", model, entry.name, slot, exc.message
-            )
+            log.warning("batch %s/%s for %s refused: %s", model, entry.name, slot, exc.message)
+            if exc.status >= 500:  # Ray did not answer: the run is still owed, ask again later
+                self.store.put_state(key, last_text)
+                self._retry_at[key] = now + SCHEDULE_RETRY
             return None
 
     async def tick(self) -> None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from agent.client import AgentClient, AgentError
 from agent.defaults import DEFAULT_URL
 from agent.schemas.batch import BatchJob, BatchStart
@@ -490,7 +492,18 @@ def rollout(client: AgentClient, args: argparse.Namespace) -> int:
     return 0
 
 
-BATCH_VERBS = ("list", "status", "cancel", "diff")
+def _head_path(text: str, agent: str) -> str:
+    """A path on the head node, as the agent reads it: a relative one is this folder's only
+    when the agent runs here."""
+    path = Path(text).expanduser()
+    if path.is_absolute():
+        return str(path)
+    host = httpx.URL(agent).host
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise SystemExit(
+            f"trackside batch: {text!r} is relative; give the head node's absolute path"
+        )
+    return str(path.absolute())
 
 
 def _bar(job: BatchJob, width: int = 30) -> str:
@@ -631,8 +644,8 @@ def batch(client: AgentClient, args: argparse.Namespace) -> int:
     body = BatchStart(
         model=args.what,
         version=args.version,
-        input=str(Path(args.input).expanduser().resolve()),
-        output=str(Path(args.output).expanduser().resolve()),
+        input=_head_path(args.input, args.agent),
+        output=_head_path(args.output, args.agent),
         format=args.format,
     )
     job = client.batch_start(body)

@@ -37,6 +37,7 @@ class InputFile(_Strict):
 
 class BatchSpec(_Strict):
     job_id: str
+    input_sha256: str = Field(description="over the input files' names and bytes, at submit")
     model: str
     version: str
     sha256: str

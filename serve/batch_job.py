@@ -186,10 +186,10 @@ class InputRows(Datasource):
         broken: dict[int, str] = {}
 
         def invalid(row: Any) -> str:
-            # `number` is the line (1 = the header): data row number - 2.
-            broken[row.number - 2] = (
-                f"has {row.actual_columns} fields, the header has {row.expected_columns}"
-            )
+            # `number` is the line (1 = the header): data row number - 2 (unknown: numbered
+            # below zero, never taken for a good row's place).
+            at = row.number - 2 if row.number is not None else -1 - len(broken)
+            broken[at] = f"has {row.actual_columns} fields, the header has {row.expected_columns}"
             return "skip"
 
         features = self._input_schema.features
@@ -197,9 +197,13 @@ class InputRows(Datasource):
             f,
             read_options=pa_csv.ReadOptions(use_threads=False, block_size=1 << 22),
             parse_options=pa_csv.ParseOptions(invalid_row_handler=invalid),
+            # Only the features, all as text: another column's type guessed from the first
+            # block (an id of digits, then a word) must not fail the file; a missing feature
+            # reads as empty, and every row says so.
             convert_options=pa_csv.ConvertOptions(
                 column_types={name: pa.string() for name in features},
-                include_columns=None,
+                include_columns=features,
+                include_missing_columns=True,
             ),
         )
         place = 0  # the next data row's place in the file, broken lines included
@@ -290,11 +294,14 @@ class Scorer:
         flat = batch.column("x").combine_chunks().flatten().to_numpy(zero_copy_only=False)
         x = flat.reshape(-1, self.width)
         n = batch.num_rows
-        label = np.zeros(n, dtype=np.int64)
+        label: np.ndarray = np.zeros(n, dtype=np.int64)
         probabilities = None
         if good.any():
             prediction = self.model.predict(np.ascontiguousarray(x[good]))
-            label = np.zeros(n, dtype=prediction.labels.dtype)
+            # Set-aside rows get no label: a number's placeholder 0 (never written), and for a
+            # model whose labels are text, None.
+            kind = prediction.labels.dtype
+            label = np.full(n, None, dtype=object) if kind.kind in "OUS" else np.zeros(n, kind)
             label[good] = prediction.labels
             if prediction.probabilities is not None:
                 k = prediction.probabilities.shape[1]
@@ -442,7 +449,7 @@ def run(spec: BatchSpec, folder: Path, timeline: Timeline) -> BatchOutcome:
     if output.exists():
         raise RuntimeError(f"output {output} exists already: a job never overwrites one")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(mode=0o700, parents=True)
+    staging.mkdir(mode=0o700)  # its parent was checked at the start: gone is an error
     context = DataContext.get_current()
     context.execution_options.preserve_order = True  # the same rows in the same files
     context.enable_progress_bars = False
@@ -535,9 +542,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     os.umask(0o077)  # predictions are data: files 0600, folders 0700
     timeline = Timeline(started_at=psutil.Process().create_time())
-    ray.init(logging_level=logging.WARNING, log_to_driver=False)
-    timeline = timeline.model_copy(update={"connected_s": time.time() - timeline.started_at})
+    # A Ray job's driver is given RAY_ADDRESS; "auto" finds a running cluster and never starts
+    # one (a stray local cluster would also leave a token in ~/.ray that turns on token auth
+    # for every later `ray start` of this user).
+    address = os.environ.get("RAY_ADDRESS", "auto")
     try:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        timeline = timeline.model_copy(update={"connected_s": time.time() - timeline.started_at})
         outcome = run(spec, folder, timeline)
     except Exception as exc:  # the job's record says why; the traceback is in the job's log
         import traceback

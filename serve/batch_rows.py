@@ -78,7 +78,7 @@ def _columns_layout(table: pa.Table, schema: InputSchema) -> tuple[np.ndarray, R
     # Column-major: each feature's values land contiguous (a strided write per column cost
     # more than all the checks).
     values = np.empty((table.num_rows, len(schema.features)), dtype=np.float64, order="F")
-    reasons: Reasons = {}
+    per_feature: list[Reasons] = []
     plain: list[int] = []  # numeric columns with no nulls: one finiteness check for them all
     for j, name in enumerate(schema.features):
         column = table.column(name)
@@ -86,14 +86,18 @@ def _columns_layout(table: pa.Table, schema: InputSchema) -> tuple[np.ndarray, R
         if column.null_count == 0 and (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
             values[:, j] = column.to_numpy()
             plain.append(j)
+            per_feature.append({})
             continue
         values[:, j], mine = _numbers(column, name)
-        for i, why in mine.items():
-            reasons.setdefault(i, why)
+        per_feature.append(mine)
     odd = ~np.isfinite(values[:, plain])
     for i, k in zip(*np.nonzero(odd), strict=True):
-        name = schema.features[plain[k]]
-        reasons.setdefault(int(i), f"feature {name!r}: {values[i, plain[k]]} is not finite")
+        j = plain[k]
+        per_feature[j][int(i)] = f"feature {schema.features[j]!r}: {values[i, j]} is not finite"
+    reasons: Reasons = {}
+    for mine in per_feature:  # the first bad feature of a row, in the schema's order
+        for i, why in mine.items():
+            reasons.setdefault(i, why)
     return values, reasons
 
 

@@ -59,7 +59,17 @@ class Cron:
             )
         sets = [_field(p, *spec) for p, spec in zip(parts, FIELDS, strict=True)]
         weekdays = frozenset(d % 7 for d in sets[4])
-        return cls(sets[0], sets[1], sets[2], sets[3], weekdays, parts[2] == "*", parts[4] == "*")
+        # Vixie cron: a day or weekday field that starts with `*` (`*`, `*/2`) does not count
+        # as restricted, so the other one decides alone.
+        return cls(
+            sets[0],
+            sets[1],
+            sets[2],
+            sets[3],
+            weekdays,
+            parts[2].startswith("*"),
+            parts[4].startswith("*"),
+        )
 
     def _day_matches(self, day: datetime) -> bool:
         if day.month not in self.months:

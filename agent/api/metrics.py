@@ -187,7 +187,7 @@ class BatchCollector(Collector):
             "trackside_batch_jobs", "batch jobs in each state", labels=["model", "state"]
         )
         scored = CounterMetricFamily(
-            "trackside_batch_rows_scored", "rows batch jobs scored", labels=["model"]
+            "trackside_batch_rows_scored", "rows finished batch jobs scored", labels=["model"]
         )
         rejected = CounterMetricFamily(
             "trackside_batch_rows_rejected",
@@ -201,8 +201,11 @@ class BatchCollector(Collector):
                 jobs.add_metric(
                     [model, state], float(sum(t.jobs for t in mine if t.state == state))
                 )
-            scored.add_metric([model], float(sum(t.scored for t in mine)))
-            rejected.add_metric([model], float(sum(t.rejected for t in mine)))
+            # Finished jobs only: a running job's progress is not final (a retried task's rows
+            # count twice until the end), and a counter must never go down.
+            done = [t for t in mine if t.state != "running"]
+            scored.add_metric([model], float(sum(t.scored for t in done)))
+            rejected.add_metric([model], float(sum(t.rejected for t in done)))
         yield jobs
         yield scored
         yield rejected

@@ -1,6 +1,6 @@
 """Jobs: the controller's batch jobs, newest first (state, progress, rows set aside, drift,
 duration), the selected job's details below, and cancel (`c`) for a running one. Reloaded
-every two seconds while a job runs; `:jobs MODEL` shows one model's; `/` filters."""
+every two seconds while the screen shows; `:jobs MODEL` shows one model's; `/` filters."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ class JobsScreen(ConsoleScreen):
             "JOB", "VERSION", "STATE", "PROGRESS", "ROWS READ", "ROWS/S", "SET ASIDE", "DRIFT",
             "TIME", "STARTED", "BY",
         )  # fmt: skip
-        self.set_interval(RELOAD_S, self._reload_while_running)
+        self.set_interval(RELOAD_S, self._reload)
 
     def select(self, *args: str) -> None:
         self.model = args[0] if args else None
@@ -98,8 +98,9 @@ class JobsScreen(ConsoleScreen):
     def load(self) -> None:
         self.load_jobs()
 
-    def _reload_while_running(self) -> None:
-        if self.is_current and any(j.state == "running" for j in self.jobs):
+    def _reload(self) -> None:
+        """While the screen shows: a running job's progress, and a job a schedule started."""
+        if self.is_current:
             self.load_jobs()
 
     @work(exclusive=True, group="jobs")
@@ -169,7 +170,7 @@ class JobsScreen(ConsoleScreen):
                 plain((f"schedule {j.schedule}" if j.schedule else j.who)[:18]),
                 key=j.id,
             )
-        if keep is not None and keep.id in {j.id for j in self.jobs}:
+        if keep is not None and keep.id in table.rows:  # the filter may have hidden it
             table.move_cursor(row=table.get_row_index(keep.id))
         self._detail()
 

@@ -275,7 +275,12 @@ def test_a_batch_job_scores_on_more_than_one_node(fleet):
     pq.write_table(table, batch / "in.parquet", row_group_size=4096)
     ctl = fleet.controller
     job = ctl.batch_start(
-        BatchStart(model="digits", version="v1", input=str(batch), output=str(batch / "out"))
+        BatchStart(
+            model="digits",
+            version="v1",
+            input=str(batch / "in.parquet"),
+            output=str(batch / "out"),
+        )
     )
     job = until(lambda: (j := ctl.batch_job(job.id)).state != "running" and j, 180, "the job")
     assert job.state == "succeeded", job.error

@@ -327,6 +327,8 @@ def test_bad_requests_are_refused_with_the_reason(controller, inputs):
         (dict(model="digits", input=str(inputs["csv"]), output=str(tmp)), 409, "exists"),
         (dict(model="digits", input="/etc/hostname", output=str(tmp / "x")), 422, "outside"),
         (dict(model="digits", input=str(inputs["csv"]), output="/var/tmp/x"), 422, "outside"),
+        (dict(model="digits", input=str(inputs["parquet"]), output=str(inputs["parquet"] / "o")),
+         422, "inside the input"),
         (dict(model="digits", input="rows.csv", output=str(tmp / "x")), 422, "absolute"),
         (dict(model="digits", input=str(inputs["root"]) + "/**/*.csv", output=str(tmp / "x")),
          422, "`**`"),
@@ -363,8 +365,9 @@ def test_cancel_stops_a_running_job_and_keeps_nothing_of_it(controller, inputs):
     with pytest.raises(AgentError) as again:
         client.batch_cancel(job.id)
     assert again.value.status == 409
-    audit = next(e for e in client.audit(model="digits") if e.action == "batch_cancel")
-    assert audit.result == "ok" and audit.request["id"] == job.id
+    cancels = [e for e in client.audit(model="digits") if e.action == "batch_cancel"]
+    assert [e.result for e in cancels[:2]] == ["refused", "ok"]  # newest first
+    assert all(e.request["id"] == job.id for e in cancels[:2]) and "already" in cancels[0].error
 
 
 def test_a_schedule_due_while_the_agent_was_down_runs_once_at_start(controller):

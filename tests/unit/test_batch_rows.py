@@ -82,3 +82,12 @@ def test_whole_numbers_for_an_integer_model() -> None:
     checked = check_rows(pa.table({"a": [1.0, 1.5, 3.0]}), schema)
     assert checked.reasons == [None, "the model takes whole numbers only", None]
     assert checked.rows.dtype == np.int64 and checked.rows[:, 0].tolist() == [1, 3]
+
+
+def test_a_row_is_set_aside_for_its_first_bad_feature_in_the_schemas_order() -> None:
+    # `a` is a plain float column (checked all at once), `c` text: the reason is still a's.
+    table = pa.table({"a": [float("nan"), 1.0], "b": [1.0, 2.0], "c": ["x", "y"]})
+    assert check_rows(table, SCHEMA).reasons == [
+        "feature 'a': nan is not finite",
+        "feature 'c': 'y' is not a number",
+    ]

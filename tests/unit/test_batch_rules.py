@@ -95,6 +95,10 @@ def test_cron_fields() -> None:
     assert either.latest_at_or_before(datetime(2026, 11, 30, 12)) == datetime(2026, 11, 30)
     assert either.latest_at_or_before(datetime(2026, 11, 29, 12)) == datetime(2026, 11, 23)
     assert Cron.parse("0 0 29 2 *").latest_at_or_before(datetime(2026, 12, 1)) is None
+    # A day field starting with `*` counts as unrestricted (Vixie), so both must match: an odd
+    # day that is a Monday (the 1st, odd, is a Tuesday; the 30th, a Monday, is even).
+    odd_mondays = Cron.parse("0 0 */2 * 1")
+    assert odd_mondays.latest_at_or_before(datetime(2026, 12, 1)) == datetime(2026, 11, 23)
 
 
 @pytest.mark.parametrize(
