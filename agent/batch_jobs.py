@@ -550,8 +550,7 @@ class BatchJobs:
         )
 
     def _drift(self, job: BatchJob, outcome: BatchOutcome) -> BatchDrift | None:
-        from agent.analysis.drift import bucket_results
-        from agent.api.drift import feature_drift
+        from agent.analysis.drift import bucket_results, drifted_first, feature_drift
         from agent.request_log import REFERENCE, counts_on_bins
 
         assert outcome.drift is not None
@@ -571,11 +570,10 @@ class BatchJobs:
             labels = {REFERENCE: vb.reference_labels, 0: outcome.drift.labels}
         results, prediction, rows = bucket_results(features, counts, labels, 0, DriftThresholds())
         drifted = [feature_drift(f) for f in results]
-        ranked = sorted((f for f in drifted if f.drifted), key=lambda f: -(f.psi or f.js or 0))
         return BatchDrift(
             reference_rows=max((f.reference_rows for f in drifted), default=0),
             current_rows=rows,
-            drifted=[f.feature for f in ranked],
+            drifted=drifted_first(drifted),
             features=drifted,
             prediction=feature_drift(prediction) if prediction else None,
         )

@@ -24,10 +24,18 @@ from agent.analysis.drift_stats import (
 )
 from agent.request_log import REFERENCE, DriftSource, FeatureCounts, LabelCounts, RequestLog
 from agent.schemas.coverage import Coverage
-from agent.schemas.drift import DriftThresholds
+from agent.schemas.drift import DriftThresholds, FeatureDrift
 from agent.summaries import minute_window
 
-__all__ = ["BucketReport", "DriftSource", "FeatureResult", "drift_reports", "histogram"]
+__all__ = [
+    "BucketReport",
+    "DriftSource",
+    "FeatureResult",
+    "drift_reports",
+    "drifted_first",
+    "feature_drift",
+    "histogram",
+]
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,31 @@ class BucketReport:
     rows: int  # instances of current traffic
     features: list[FeatureResult]
     prediction: FeatureResult | None
+
+
+def feature_drift(f: FeatureResult) -> FeatureDrift:
+    """One feature's result as the API reports it (online traffic's drift and a batch job's)."""
+    r = f.result
+    return FeatureDrift(
+        feature=f.feature,
+        kind=r.kind,
+        test=r.test,
+        reference_rows=r.n_ref,
+        current_rows=r.n_cur,
+        statistic=r.statistic,
+        p_value=r.p_value,
+        p_adjusted=f.decision.p_adjusted,
+        psi=getattr(r, "psi", None),
+        wasserstein=getattr(r, "wasserstein", None),
+        js=getattr(r, "js", None),
+        drifted=f.decision.drifted,
+    )
+
+
+def drifted_first(features: list[FeatureDrift]) -> list[str]:
+    """The drifted features, most shifted first (PSI, or Jensen-Shannon for the label)."""
+    ranked = sorted((f for f in features if f.drifted), key=lambda f: -(f.psi or f.js or 0))
+    return [f.feature for f in ranked]
 
 
 def drift_reports(

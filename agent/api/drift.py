@@ -6,7 +6,7 @@ nobody asks about drift stays small."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
@@ -19,14 +19,10 @@ from agent.schemas.drift import (
     DriftPoint,
     DriftReport,
     DriftThresholds,
-    FeatureDrift,
 )
 from agent.summaries import minute_window
 from serve.model_store import StoreError
 from serve.names import ModelName, VersionName
-
-if TYPE_CHECKING:
-    from agent.analysis.drift import FeatureResult
 
 router = APIRouter(tags=["drift"], dependencies=[Depends(authorized)])
 
@@ -50,36 +46,17 @@ def drift_source(
 Source = Annotated[DriftSource, Depends(drift_source)]
 
 
-def feature_drift(f: FeatureResult) -> FeatureDrift:
-    r = f.result
-    return FeatureDrift(
-        feature=f.feature,
-        kind=r.kind,
-        test=r.test,
-        reference_rows=r.n_ref,
-        current_rows=r.n_cur,
-        statistic=r.statistic,
-        p_value=r.p_value,
-        p_adjusted=f.decision.p_adjusted,
-        psi=getattr(r, "psi", None),
-        wasserstein=getattr(r, "wasserstein", None),
-        js=getattr(r, "js", None),
-        drifted=f.decision.drifted,
-    )
-
-
 @router.get("/v1/drift")
 def drift(ctx: Context, source: Source, since: Since = None, until: Until = None) -> DriftReport:
     """Every input feature and the predicted label of a version's primary traffic in the
     window (default: the last hour; version: the stable one) against its reference sample."""
-    from agent.analysis.drift import drift_reports
+    from agent.analysis.drift import drift_reports, drifted_first, feature_drift
 
     start, end = minute_window(*time_window(since, until, None, 3600)[:2])
     thresholds = DriftThresholds()
     coverage = Coverage()
     (report,) = drift_reports(ctx.requests, source, start, end, thresholds, coverage=coverage)
     features = [feature_drift(f) for f in report.features]
-    ranked = sorted((f for f in features if f.drifted), key=lambda f: -(f.psi or f.js or 0))
     return DriftReport(
         model=source.model,
         version=source.version,
@@ -88,7 +65,7 @@ def drift(ctx: Context, source: Source, since: Since = None, until: Until = None
         current_rows=report.rows,
         reference_rows=max((f.reference_rows for f in features), default=0),
         thresholds=thresholds,
-        drifted=[f.feature for f in ranked],
+        drifted=drifted_first(features),
         features=features,
         prediction=feature_drift(report.prediction) if report.prediction else None,
         coverage=coverage,

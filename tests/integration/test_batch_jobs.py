@@ -27,6 +27,7 @@ from agent.store import Store
 from scripts.train_demo_models import split
 from serve.model_store import ModelStore
 from serve.onnx_model import OnnxModel
+from serve.registration import manifest_fields
 from tests.agent_process import AgentProcess, start_controller
 
 pytestmark = pytest.mark.ray
@@ -104,8 +105,6 @@ def inputs(tmp_path_factory, demo_store) -> dict[str, Path]:
 def tamper(store: ModelStore) -> None:
     """digits/tampered: v1 registered, then one byte of its artifact changed on disk."""
     v1 = store.version_dir("digits", "v1")
-    from serve.registration import manifest_fields
-
     fields = manifest_fields("digits", "tampered", v1 / "digits-v1.onnx", v1 / "reference.parquet")
     store.register(fields, v1 / "digits-v1.onnx", v1 / "reference.parquet")
     artifact = store.version_dir("digits", "tampered") / "digits-v1.onnx"
@@ -121,8 +120,6 @@ def controller(ray_cluster, demo_store, inputs, tmp_path_factory):
     shutil.copytree(demo_store.root, store.root)
     tamper(store)
     v1 = store.version_dir("digits", "v1")
-    from serve.registration import manifest_fields
-
     fields = manifest_fields("digits", "gpuonly", v1 / "digits-v1.onnx", v1 / "reference.parquet")
     store.register(fields, v1 / "digits-v1.onnx", v1 / "reference.parquet")
     scheduled = tmp / "scheduled"
