@@ -464,8 +464,14 @@ async def test_rollout_start_pause_resume_and_abort_from_the_console(controller)
         # First the shadow stage: no user sees the canary, copies of stable's calls reach it.
         assert "step 1/3: the shadow stage" in str(title.render())
         assert "can advance in 59m" in str(title.render())
-        table = client.model("digits").table
-        assert table.weights == {stable: 100} and table.shadow.version == canary
+        # The rollout is saved before its traffic moves (a crash between the two must leave
+        # it judged), so the shadow reaches the routing table a moment after "running".
+        def shadowed() -> bool:
+            table = client.model("digits").table
+            return table.shadow is not None and table.shadow.version == canary
+
+        await until(pilot, shadowed, 30)
+        assert client.model("digits").table.weights == {stable: 100}
         await until(pilot, lambda: "look 2 in" in str(title.render()), 30)
         evidence = app.screen.query_one("#judgement", DataTable)
         assert evidence.row_count >= 1  # the first look's metrics, with their intervals
