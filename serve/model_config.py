@@ -154,14 +154,15 @@ class RolloutGates(_Strict):
     # 1.5: the arms' spreads differ by up to 1.3x for the very same artifact on a busy host (a
     # version with less traffic batches less); a doubled variance still fails, on the tail.
     spread_ratio: float = Field(1.5, ge=1, le=100)
-    # Calls past stable's 98th percentile: at most this many times stable's share.
-    max_tail_ratio: float = Field(2.0, ge=1, le=100)
+    # Calls past the pooled 99.5th percentile: at most this many times stable's share (2% of
+    # calls 5x slower put 4-5x there; a healthy canary's share is stable's, within noise).
+    max_tail_ratio: float = Field(3.0, ge=1, le=100)
     max_disagreement: float = Field(0.02, ge=0, le=1)
     min_pairs: Annotated[int, Field(ge=1, le=10_000_000), INTEGRAL] = 100
     # The chance that a healthy canary is ever failed, over every look of a rollout, and
-    # that a canary beyond the margins is ever passed (agent/analysis/judge.py).
+    # that a canary beyond any one margin is ever passed (agent/analysis/judge.py).
     fail_p: float = Field(0.01, gt=0, lt=1)
-    pass_p: float = Field(0.02, gt=0, lt=1)
+    pass_p: float = Field(0.01, gt=0, lt=1)
     # Input features of the canary's traffic drifted from its reference: above this share (or
     # its predictions drifted), hold the rollout for a person. Off (1) by default: stable gets
     # the same inputs, so drift says the reference is stale, not that the canary is worse.

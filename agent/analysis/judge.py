@@ -2,11 +2,15 @@
 `fail` with the numbers behind it. Pure: no I/O.
 
 Each metric is an effect with a confidence bound on each side:
-- errors: the canary's error rate minus stable's. Fail on the exact conditional test (given
-  the errors of both arms, how many fell on the canary: exact for any rate and any split of
-  the traffic, and the most powerful there is when errors are rare); pass when the upper
-  bound (Agresti and Caffo's) is within the margin, the larger of `max_error_increase` and
-  (`max_error_ratio` - 1) x stable's rate.
+- errors: the canary's error rate against stable's. Fail on the exact conditional test
+  (given the errors of both arms, how many fell on the canary: exact for any rate and any
+  split of the traffic, and the most powerful there is when errors are rare). Pass when the
+  canary is surely within the margin, the larger of `max_error_increase` over stable's rate
+  and `max_error_ratio` times it: either form shown at half the pass budget, the absolute by
+  Agresti and Caffo's bound of the difference, the relative exactly (the same conditional
+  binomial), so that stable's own noisy rate never widens the margin it is judged by
+  (measured: judged against its observed rate, a canary 1.8 times stable's 1% passed 3.3%
+  of the time at a nominal 0.7%).
 - latency shift: the difference of mean log-latency (a ratio of geometric means), Welch's
   interval. Pass within `latency_tolerance`, fail when surely slower by more than three
   quarters of it (a canary with a small share of the traffic batches less: measured, the
@@ -18,12 +22,13 @@ Each metric is an effect with a confidence bound on each side:
   heavy tails do not make it lie. A doubled variance with the same median does not pass; a
   fail needs the spread surely wider than allowed (the arms' spreads differ by up to 17% on
   a busy host for the very same artifact: the traffic share, agent/rollout_judge.py).
-- latency tail: the share of calls above the pooled sample's 99.5th percentile, one arm
+- latency tail: the share of calls above the pooled sample's 99th percentile, one arm
   against the other (exact under exchangeability, like Mood's median test): 2% of calls 5x
-  slower shows here when nowhere else. A pass bounds the share past the 98th percentile.
-  Each arm's calls are measured from its own median first: a canary 8% slower throughout
-  (within the latency tolerance) would otherwise put twice stable's share past a pooled
-  percentile, and the shift is the latency metric's to judge, not the tail's.
+  slower shows here when nowhere else. A pass bounds the share past the 99.5th percentile,
+  at most `max_tail_ratio` times stable's. Each arm's calls are measured from its own median
+  first: a canary 8% slower throughout (within the latency tolerance) would otherwise put
+  twice stable's share past a pooled percentile, and the shift is the latency metric's to
+  judge, not the tail's.
 - disagreement: the share of paired answers (a canary call and its shadow on stable, paired by
   the router's own id) whose labels differ, against `max_disagreement`.
 
@@ -37,21 +42,35 @@ within-block deviations pooled (spread), and each block's tail counted against i
 threshold (tail). With one block this is exactly the unblocked test.
 
 The false-fail budget `fail_p` is shared out between the metrics (errors get most: their
-harms are the subtle ones), and so is the false-pass budget `pass_p`. A fail needs the bound
-beyond zero (surely worse) and a pass needs it within the margin (surely not much worse):
-between them is marginal (watch longer).
+harms are the subtle ones): a fail needs one metric's, so the chances add up. The false-pass
+budget `pass_p` is not: a pass needs every metric's, so a canary harmful on one metric is
+passed only if that metric's own test errs (the intersection-union principle: each test at
+the whole level, no split). A fail needs the bound beyond zero (surely worse) and a pass
+needs it within the margin (surely not much worse): between them is marginal (watch longer).
 
 Repeated looks: a rollout judges its canary every few seconds, and a test at level a on each
-look would fail a healthy canary far more often than a. Look k of a rollout spends
-a x 6 / (pi^2 k^2) of each budget (the sum over all looks is a: Bonferroni over looks, valid
-whatever the dependence between them), so the bounds are a confidence sequence: the chance
-that a healthy canary is ever failed, over all the looks of the whole rollout, is at most
-`fail_p`. Looks are cheap and evidence grows with the calls, so a clearly broken canary fails
-on its first look and a healthy one passes as soon as its calls allow. A pass is acted on
-only once a step has lasted its dwell, so the false-pass budget is spent only on those looks
-(`Look.passing`, counted by the rollout): a pass shown before the dwell is information, not a
-decision, and costs nothing. `judge(...)` with no look is one window on its own (the whole
-budget).
+look would fail a healthy canary far more often than a. Two remedies, each valid whatever
+the dependence between looks:
+- errors, the metric an outright broken canary fails on: a test martingale (a mixture of
+  likelihood ratios, `errors_evidence`) that a canary no worse than stable takes to 1/a with
+  chance at most a over all looks together (Ville's inequality). It spends nothing per look,
+  so its evidence is judged against the same bar at the hundredth look as at the first: a
+  canary failing 5% of its calls is rolled back on its first handful of errors.
+- every other bound: look k spends a x 6 / (pi^2 k^2) of its budget (the sum over all looks
+  is a: Bonferroni over looks), so the bounds are a confidence sequence.
+So the chance that a healthy canary is ever failed, over all the looks of the whole rollout,
+is at most `fail_p`. A clearly broken canary fails within its first looks and a healthy one
+passes as soon as its calls allow. A pass is acted on only once a step has lasted its dwell,
+so the false-pass budget is spent only on those looks (`Look.passing`, counted by the
+rollout): a pass shown before the dwell is information, not a decision, and costs nothing.
+`judge(...)` with no look is one window on its own (the whole budget, the exact test for
+errors).
+
+What one window of 2,000 calls per arm cannot do (scripts/bench/judge_sim.py measures the
+rest): pass a healthy canary with 1% errors 95% of the time while passing one with 1.8%
+(the margin) at most 1%. Even knowing stable's rate exactly, the most powerful such test (a
+Poisson count of 20 against 36) passes the healthy one 74% of the time; at 0.1% errors (2
+against 12), 95.4%, before any other metric has had its say. A rollout gathers more calls.
 """
 
 from __future__ import annotations
@@ -65,32 +84,31 @@ from scipy import stats
 from agent.schemas.rollouts import RANK, Judgement, MetricVerdict, Verdict
 from serve.model_config import RolloutGates
 
-# Shares of the false-fail and the false-pass budgets (each adds up to 1). Errors take most
-# of the false-fail budget: their harms are the subtle ones (a few calls in thousands), while
-# a slower or wider latency shows at any level.
+# Shares of the false-fail budget (they add up to 1: a fail needs only one metric's, so the
+# chance that any metric fails a healthy canary is at most the sum). Errors take most of it:
+# their harms are the subtle ones (a few calls in thousands), while a slower or wider
+# latency shows at any level. The false-pass budget is not shared: a pass needs every
+# metric's (an intersection-union test), so a canary harmful on one metric is passed only
+# if that metric's own test is wrong, at most `pass_p`.
 FAIL_SHARES = {
     "error_rate": 0.8,
-    "latency": 0.06,
-    "spread": 0.02,
-    "tail": 0.06,
-    "disagreement": 0.04,
-    "accuracy": 0.02,  # labelled calls (ground truth), when a rollout has enough
+    "latency": 0.04,
+    "spread": 0.01,
+    "tail": 0.12,  # its exact test counts a few dozen calls: it needs the larger level
+    "disagreement": 0.02,
+    "accuracy": 0.01,  # labelled calls (ground truth), when a rollout has enough
 }
-PASS_SHARES = {
-    "error_rate": 0.35,
-    "latency": 0.25,
-    "spread": 0.05,
-    "tail": 0.1,  # a slow 2% sits closest to its pass bound: the least of the budget
-    "disagreement": 0.2,
-    "accuracy": 0.05,
-}
-# Failing looks where 2% of calls 5x slower show most (past the 99.5th percentile); passing
-# looks where there are enough calls to bound (past the 98th), at most twice stable's share.
-TAIL_FAIL_QUANTILE = 0.995
 # A canary is failed on errors only once it has this many: one error in 40 calls against none
 # in 5,000 is rare under "no worse" (0.8%), but no one should be rolled back for one call.
 MIN_FAIL_ERRORS = 3
-TAIL_PASS_QUANTILE = 0.98
+# Failing looks past the 99th percentile (2% of calls 5x slower put three times stable's
+# share there; measured, past the 98th the canary's body dilutes them and past the 99.5th
+# too few calls remain for an exact test at a look's level); a fail needs the canary's share
+# there at least TAIL_FAIL_RATIO times stable's. Passing looks past the 99.5th, where such
+# calls stand out most against a margin a healthy canary clears.
+TAIL_FAIL_QUANTILE = 0.99
+TAIL_FAIL_RATIO = 1.5
+TAIL_PASS_QUANTILE = 0.995
 # The spread is the body's: deviations clipped at these pooled quantiles.
 SPREAD_CLIP = (0.01, 0.99)
 
@@ -174,8 +192,110 @@ ONE_WINDOW = Look()
 
 
 def _budgets(metric: str, gates: RolloutGates, look: Look) -> tuple[float, float]:
+    """A metric's share of the false-fail budget at this look, and the false-pass budget at
+    this look, all of it: a pass needs every metric's (see the module's docstring)."""
     fail = spent(gates.fail_p * FAIL_SHARES[metric], look.fail)
-    return fail, spent(gates.pass_p * PASS_SHARES[metric], look.passing)
+    return fail, spent(gates.pass_p, look.passing)
+
+
+def errors_evidence(xc: int, nc: int, xs: int, ns: int) -> float:
+    """The evidence that the canary fails more often than stable, as a test martingale: the
+    likelihood of where the errors fell (given both arms' errors, each is on the canary with
+    its share of the calls under "no worse") against a mixture of canaries 1 to 1,000 times
+    worse, spread evenly in the log of the ratio. Under "no worse" its chance of ever
+    reaching 1/a, at any look and however many, is at most a (Ville's inequality): no budget
+    is spent per look, so a canary failing every tenth call is rolled back on the evidence of
+    its first handful of errors, not once a look's shrinking share of the budget allows."""
+    total = xc + xs
+    if not xc or not total:
+        return 0.0
+    share = nc / (nc + ns)
+    ratios = np.exp(np.linspace(0.0, math.log(1000.0), 200))
+    worse = ratios * share / (ratios * share + 1 - share)  # a call's error on the canary
+    log_lr = xc * np.log(worse / share) + (total - xc) * np.log((1 - worse) / (1 - share))
+    peak = float(log_lr.max())
+    return float(np.exp(peak) * np.mean(np.exp(log_lr - peak)))
+
+
+# The least favourable stable rate is sought within its interval at this share of the test's
+# level (Berger and Boos), which is added to the exact test's p-value.
+NUISANCE_SHARE = 0.01
+
+
+def _ac_z(c: np.ndarray, nc: int, s: np.ndarray, ns: int, delta: float) -> np.ndarray:
+    """Agresti and Caffo's statistic of "the canary's rate is `delta` over stable's"."""
+    q1, q2 = (c + 1) / (nc + 2), (s + 1) / (ns + 2)
+    var = q1 * (1 - q1) / (nc + 2) + q2 * (1 - q2) / (ns + 2)
+    return np.asarray((q1 - q2 - delta) / np.sqrt(var))
+
+
+def absolute_margin_p(
+    xc: int, nc: int, xs: int, ns: int, delta: float, alpha: float = 0.01
+) -> float:
+    """The exact p-value of "the canary fails `delta` or more of calls over stable's": the
+    chance, at the least favourable stable rate, of data at least as favourable (by Agresti
+    and Caffo's statistic) as what was seen. Their bound alone is liberal when errors are a
+    handful: measured, a canary at the margin was passed twice as often as its level said
+    (3 errors against none pass it, and a canary failing 0.5% against a stable failing none
+    shows 3 or fewer in 2,000 calls 1.03% of the time). `alpha`: the level it is for."""
+    gamma = alpha * NUISANCE_SHARE
+    z_obs = float(_ac_z(np.array(xc), nc, np.array(xs), ns, delta))
+    low = float(stats.beta.ppf(gamma / 2, xs, ns - xs + 1)) if xs else 0.0
+    high = float(stats.beta.isf(gamma / 2, xs + 1, ns - xs)) if xs < ns else 1.0
+    rates = np.linspace(low, min(high, 1 - delta), 41)
+    s = np.arange(
+        int(stats.binom.ppf(1e-12, ns, low)), int(stats.binom.isf(1e-12, ns, rates[-1])) + 1
+    )
+    # For each stable count, the most canary errors whose statistic is at most z_obs (the
+    # statistic rises with the canary's count): found by bisection over c, all s at once.
+    lo, hi = np.full(len(s), -1), np.full(len(s), nc)
+    while np.any(hi > lo):
+        mid = (lo + hi + 1) // 2
+        ok = _ac_z(np.maximum(mid, 0), nc, s, ns, delta) <= z_obs + 1e-9  # the seen one too
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid - 1)
+    most = lo  # -1: no count is as favourable
+    worst = max(
+        float((stats.binom.pmf(s, ns, rate) * stats.binom.cdf(most, nc, rate + delta)).sum())
+        for rate in rates
+    )
+    return min(1.0, worst + gamma)
+
+
+@dataclass(frozen=True)
+class ErrorBound:
+    """How much worse the canary's error rate may be than stable's, against its margin."""
+
+    within: bool  # surely within the margin (a pass, errors-wise)
+    high: float  # the excess over stable's rate, at most
+    margin: float
+    exact_p: float | None = None  # the absolute margin's exact test, when it was needed
+
+
+def _errors_bound(
+    xc: int, nc: int, xs: int, ns: int, gates: RolloutGates, alpha: float
+) -> ErrorBound:
+    """The canary's error rate over stable's, at most, against the margin, in the tighter of
+    the two margins' forms. Each form is tested at half of `alpha` (a pass needs either):
+    the absolute `max_error_increase` by Agresti and Caffo's bound of the difference
+    confirmed by its exact test, the relative `max_error_ratio` exactly, by the share of both
+    arms' errors that fell on the canary (a binomial given their sum, whatever the rates),
+    so that stable's own noisy rate never widens the margin it is judged by."""
+    rate_s, delta = xs / ns, gates.max_error_increase
+    absolute = ErrorBound(False, agresti_caffo_upper(xc, nc, xs, ns, _z(alpha / 2)), delta)
+    if absolute.high <= delta:  # the exact test only ever refuses what the bound allows
+        p = absolute_margin_p(xc, nc, xs, ns, delta, alpha / 2)
+        absolute = ErrorBound(p <= alpha / 2, absolute.high, delta, p)
+    total, ratio = xc + xs, gates.max_error_ratio
+    if total == 0 or xc == total:
+        return absolute
+    share_high = float(stats.beta.isf(alpha / 2, xc + 1, total - xc))  # Clopper-Pearson
+    ratio_high = share_high / (1 - share_high) * ns / nc
+    relative = ErrorBound(ratio_high <= ratio, (ratio_high - 1) * rate_s, (ratio - 1) * rate_s)
+    if absolute.within or (
+        not relative.within and absolute.high - delta < relative.high - relative.margin
+    ):
+        return absolute
+    return relative
 
 
 def judge_errors(
@@ -193,9 +313,15 @@ def judge_errors(
     # Given the errors of both arms, how many fell on the canary (exact; conditional).
     share = nc / (nc + ns)
     p = float(stats.binom.sf(xc - 1, xc + xs, share)) if xc else 1.0
-    high = agresti_caffo_upper(xc, nc, xs, ns, _z(pass_a))
+    if look.fail is None:  # one window: the exact test at the whole budget
+        worse = p < fail_a
+    else:  # a rollout's looks: the test martingale, valid at every look (no budget spent)
+        fail_a = gates.fail_p * FAIL_SHARES[metric]
+        evidence = errors_evidence(xc, nc, xs, ns)
+        worse = evidence >= 1 / fail_a
+    bound = _errors_bound(xc, nc, xs, ns, gates, pass_a)
+    high, margin = bound.high, bound.margin
     low, _ = newcombe(xc, nc, xs, ns, _z(fail_a))
-    margin = max(gates.max_error_increase, (gates.max_error_ratio - 1) * rate_s)
     details = {
         "upper": high,
         "margin": margin,
@@ -204,17 +330,25 @@ def judge_errors(
         "canary_n": float(nc),
         "stable_n": float(ns),
     }
+    if bound.exact_p is not None:
+        details["exact_p"] = bound.exact_p
     # A fail needs no minimum of calls (3 errors in 20 calls against none in 2,000 is a
     # fail now); a pass does.
-    if p < fail_a and rate_c > rate_s and xc >= MIN_FAIL_ERRORS:
+    if worse and rate_c > rate_s and xc >= MIN_FAIL_ERRORS:
         verdict: Verdict = "fail"
         note = f"canary fails {rate_c:.2%} of calls, stable {rate_s:.2%} (p={p:.1e})"
     elif nc < gates.min_requests:
         verdict = "marginal"
         note = f"only {nc} canary requests (at least {gates.min_requests} to pass)"
-    elif high <= margin:
+    elif bound.within:
         verdict = "pass"
         note = f"canary's errors are at most {high:+.2%} over stable's (margin {margin:.2%})"
+    elif high <= margin:  # the bound allows it, its exact test not yet
+        verdict = "marginal"
+        note = (
+            f"canary's errors are at most {high:+.2%} over stable's (margin {margin:.2%}),"
+            f" but too few to be sure (exact p={bound.exact_p:.3f})"
+        )
     else:
         verdict = "marginal"
         note = f"canary's errors could be up to {high:+.2%} over stable's (margin {margin:.2%})"
@@ -481,7 +615,7 @@ def _tail(
         passing.canary, nc, passing.stable, ns, _z(pass_a), extra_var=centring_var
     )
     margin = (gates.max_tail_ratio - 1) * (1 - TAIL_PASS_QUANTILE)
-    if p < fail_a and xc / nc > 0.75 * gates.max_tail_ratio * xs / ns:
+    if p < fail_a and xc / nc > TAIL_FAIL_RATIO * xs / ns:
         verdict: Verdict = "fail"
     elif high <= margin:
         verdict = "pass"

@@ -234,6 +234,10 @@ def rollouts(
         out[f"{state}_p95_s"] = float(np.percentile(times, 95)) if times else math.nan
     after = [o.since_users or 0.0 for o in outcomes if o.state == "rolled_back"]
     out["rolled_back_after_users_p95_s"] = float(np.percentile(after, 95)) if after else math.nan
+    # The "1% -> 100%": from the first step users see to the promotion.
+    walk = [o.since_users or 0.0 for o in outcomes if o.state == "done"]
+    out["walk_median_s"] = float(np.median(walk)) if walk else math.nan
+    out["walk_p95_s"] = float(np.percentile(walk, 95)) if walk else math.nan
     return out
 
 
@@ -267,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"{'scenario':34} {'rps':>4} {'promoted':>9} {'rolled back':>12} {'paused':>7}"
-        f" {'promote med/p95 s':>18} {'roll back med/p95 s':>20}"
+        f" {'promote med/p95 s':>18} {'1%->100% med/p95':>17} {'roll back med/p95 s':>20}"
     )
     cases = [
         ("healthy: errors 0.1%, sigma 0.5", 50.0, Scenario("", True, Arm(), Arm())),
@@ -310,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{name:34} {rps:4.0f} {r['done']:9.1%} {r['rolled_back']:12.1%} {r['paused']:7.1%}"
             f" {r['done_median_s']:8.0f}/{r['done_p95_s']:<9.0f}"
+            f" {r['walk_median_s']:7.0f}/{r['walk_p95_s']:<9.0f}"
             f" {r['rolled_back_median_s']:9.0f}/{r['rolled_back_p95_s']:<9.0f}"
         )
         if not sc.goal:
@@ -320,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             figures["harmful_promoted"] = max(figures.get("harmful_promoted", 0.0), r["done"])
         if i == 0:
             figures["promote_p95_s"] = r["done_p95_s"]
+            figures["walk_1_to_100_p95_s"] = r["walk_p95_s"]
         if i == 4:
             figures["rollback_p95_s"] = r["rolled_back_p95_s"]
             figures["rollback_after_users_p95_s"] = r["rolled_back_after_users_p95_s"]

@@ -464,6 +464,7 @@ async def test_rollout_start_pause_resume_and_abort_from_the_console(controller)
         # First the shadow stage: no user sees the canary, copies of stable's calls reach it.
         assert "step 1/3: the shadow stage" in str(title.render())
         assert "can advance in 59m" in str(title.render())
+
         # The rollout is saved before its traffic moves (a crash between the two must leave
         # it judged), so the shadow reaches the routing table a moment after "running".
         def shadowed() -> bool:
