@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from agent.batch_jobs import inputs_sha256
 from agent.serve_api import ServeAPI
 from agent.summaries import bins_from_reference
 from scripts.train_demo_models import FEATURES, split, train_and_register
@@ -84,15 +85,15 @@ def spec_for(
     reference = store.reference_path(model, version)
     assert reference is not None
     bins = bins_from_reference(model, version, list(manifest.input.features), str(reference))
+    inputs = [InputFile(path=str(source), name=source.name, rows=pq.read_metadata(source).num_rows)]
     return BatchSpec(
         job_id=f"bench-{os.getpid()}-{time.time_ns()}",
+        input_sha256=inputs_sha256(inputs),
         model=model,
         version=version,
         sha256=manifest.sha256,
         store=str(store.root),
-        inputs=[
-            InputFile(path=str(source), name=source.name, rows=pq.read_metadata(source).num_rows)
-        ],
+        inputs=inputs,
         format="parquet",
         output=str(work / "job-out"),
         staging=str(work / ".job-out.staging"),
