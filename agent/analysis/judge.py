@@ -314,11 +314,11 @@ def judge_errors(
     share = nc / (nc + ns)
     p = float(stats.binom.sf(xc - 1, xc + xs, share)) if xc else 1.0
     if look.fail is None:  # one window: the exact test at the whole budget
-        worse = p < fail_a
+        worse, why = p < fail_a, f"p={p:.1e}"
     else:  # a rollout's looks: the test martingale, valid at every look (no budget spent)
         fail_a = gates.fail_p * FAIL_SHARES[metric]
         evidence = errors_evidence(xc, nc, xs, ns)
-        worse = evidence >= 1 / fail_a
+        worse, why = evidence >= 1 / fail_a, f"evidence {evidence:.0f}x, {1 / fail_a:.0f}x needed"
     bound = _errors_bound(xc, nc, xs, ns, gates, pass_a)
     high, margin = bound.high, bound.margin
     low, _ = newcombe(xc, nc, xs, ns, _z(fail_a))
@@ -336,14 +336,14 @@ def judge_errors(
     # fail now); a pass does.
     if worse and rate_c > rate_s and xc >= MIN_FAIL_ERRORS:
         verdict: Verdict = "fail"
-        note = f"canary fails {rate_c:.2%} of calls, stable {rate_s:.2%} (p={p:.1e})"
+        note = f"canary fails {rate_c:.2%} of calls, stable {rate_s:.2%} ({why})"
     elif nc < gates.min_requests:
         verdict = "marginal"
         note = f"only {nc} canary requests (at least {gates.min_requests} to pass)"
     elif bound.within:
         verdict = "pass"
         note = f"canary's errors are at most {high:+.2%} over stable's (margin {margin:.2%})"
-    elif high <= margin:  # the bound allows it, its exact test not yet
+    elif bound.exact_p is not None and high <= margin:  # the bound allows it, the exact test not
         verdict = "marginal"
         note = (
             f"canary's errors are at most {high:+.2%} over stable's (margin {margin:.2%}),"
